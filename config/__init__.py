@@ -1,0 +1,1 @@
+"""Process configuration: settings (from `COMET_*` environment), logging and metrics set-up."""

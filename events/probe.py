@@ -17,14 +17,14 @@ async def kafka_answers(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         return bool(client.cluster.brokers())
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:
         return False
     finally:
         await client.close()
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[1] != "kafka":  # noqa: PLR2004
+    if len(argv) != 3 or argv[1] != "kafka":
         print("usage: python -m events.probe kafka HOST:PORT", file=sys.stderr)
         return 2
     return 0 if asyncio.run(kafka_answers(argv[2])) else 1

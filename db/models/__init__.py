@@ -1,0 +1,46 @@
+"""Every table of Comet's database, importable from one place (Alembic reads `Base.metadata`)."""
+
+from db.base import Base
+from db.models.events import AuditEntry, DeadLetter, InboxEntry, OutboxEvent
+from db.models.identity import ApiToken, AuthSession, OAuthIdentity, User
+from db.models.projects import (
+    Integration,
+    Membership,
+    PipelineDefinition,
+    Project,
+    ProjectSecret,
+    WebhookSecret,
+)
+from db.models.runs import LogChunk, Run, Stage, StageAttempt, Worker
+from db.models.testing import CoverageReport, Deployment, TestCase, TestReport, TestSuite
+from db.models.webhooks import CommitStatusReport, WebhookDelivery
+
+__all__ = [
+    "ApiToken",
+    "AuditEntry",
+    "AuthSession",
+    "Base",
+    "CommitStatusReport",
+    "CoverageReport",
+    "DeadLetter",
+    "Deployment",
+    "InboxEntry",
+    "Integration",
+    "LogChunk",
+    "Membership",
+    "OAuthIdentity",
+    "OutboxEvent",
+    "PipelineDefinition",
+    "Project",
+    "ProjectSecret",
+    "Run",
+    "Stage",
+    "StageAttempt",
+    "TestCase",
+    "TestReport",
+    "TestSuite",
+    "User",
+    "WebhookDelivery",
+    "WebhookSecret",
+    "Worker",
+]

@@ -1,0 +1,160 @@
+"""Payloads of every event type, registered by name. The envelope is in `events/envelope.py`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class EventPayload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    @classmethod
+    def event_type(cls) -> str:
+        return cls.TYPE
+
+    @classmethod
+    def schema_version(cls) -> int:
+        return cls.VERSION
+
+
+class RunRequested(EventPayload):
+    """A run was created (by the API, a webhook or a schedule) and waits to be planned."""
+
+    TYPE = "run.requested"
+    run_id: uuid.UUID
+    project_id: uuid.UUID
+    number: int
+    ref: str
+    sha: str | None = None
+    variables: dict[str, str] = {}
+    trigger: dict[str, Any] = {}
+
+
+class RunCancelRequested(EventPayload):
+    TYPE = "run.cancel_requested"
+    run_id: uuid.UUID
+    reason: str = "cancelled by a user"
+    actor_id: uuid.UUID | None = None
+
+
+class RunRetryRequested(EventPayload):
+    TYPE = "run.retry_requested"
+    run_id: uuid.UUID
+    actor_id: uuid.UUID | None = None
+
+
+class StageApproved(EventPayload):
+    TYPE = "stage.approved"
+    run_id: uuid.UUID
+    stage: str
+    actor_id: uuid.UUID | None = None
+
+
+class WebhookReceived(EventPayload):
+    """A verified, stored webhook delivery; the orchestrator turns it into runs."""
+
+    TYPE = "webhook.received"
+    delivery_row_id: uuid.UUID
+    provider: str
+    project_id: uuid.UUID
+    forced: bool = False
+
+
+class AttemptDispatched(EventPayload):
+    """An attempt is queued for a worker of `pool`."""
+
+    TYPE = "attempt.dispatched"
+    run_id: uuid.UUID
+    stage_id: uuid.UUID
+    attempt_id: uuid.UUID
+    stage: str
+    number: int
+    pool: str
+
+
+class AttemptStarted(EventPayload):
+    TYPE = "attempt.started"
+    run_id: uuid.UUID
+    stage_id: uuid.UUID
+    attempt_id: uuid.UUID
+    stage: str
+    number: int
+    worker_id: str
+    fencing_token: int
+    started_at: datetime
+
+
+class AttemptFinished(EventPayload):
+    """An attempt ended: its worker reported it, or the lease reaper found it lost."""
+
+    TYPE = "attempt.finished"
+    run_id: uuid.UUID
+    stage_id: uuid.UUID
+    attempt_id: uuid.UUID
+    stage: str
+    number: int
+    status: str
+    exit_code: int | None = None
+    failure_kind: str | None = None
+    failure_reason: str | None = None
+    worker_id: str | None = None
+    finished_at: datetime
+
+
+class RunStatusChanged(EventPayload):
+    TYPE = "run.status_changed"
+    run_id: uuid.UUID
+    project_id: uuid.UUID
+    status: str
+    previous: str | None = None
+    failure_reason: str | None = None
+    at: datetime
+
+
+class StageStatusChanged(EventPayload):
+    TYPE = "stage.status_changed"
+    run_id: uuid.UUID
+    stage: str
+    status: str
+    previous: str | None = None
+    attempt: int = 0
+    exit_code: int | None = None
+    failure_reason: str | None = None
+    at: datetime
+
+
+class DeadLettered(EventPayload):
+    """An undecodable message, copied with the reason it could not be read."""
+
+    TYPE = "dead_letter"
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    key: str | None = None
+    value: str | None = None
+
+
+EVENT_MODELS: dict[str, type[EventPayload]] = {
+    model.TYPE: model
+    for model in (
+        RunRequested,
+        RunCancelRequested,
+        RunRetryRequested,
+        StageApproved,
+        WebhookReceived,
+        AttemptDispatched,
+        AttemptStarted,
+        AttemptFinished,
+        RunStatusChanged,
+        StageStatusChanged,
+        DeadLettered,
+    )
+}
