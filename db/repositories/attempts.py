@@ -1,0 +1,220 @@
+"""Stage attempts as workers and the lease reaper touch them: claim with a lease and a fresh
+fencing token, heartbeat, log chunks, finish, and reaping of expired leases.
+
+Every write after the claim is guarded by `fencing_token` and `status = 'running'`: a worker that
+lost its lease (paused, partitioned) cannot change anything any more.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_CLAIM = text(
+    """
+    UPDATE stage_attempts SET status = 'running', worker_id = :worker_id,
+           fencing_token = nextval('fencing_token_seq'),
+           lease_expires_at = now() + make_interval(secs => :lease_s),
+           heartbeat_at = now(), started_at = now()
+     WHERE id = :attempt_id AND status = 'queued'
+    RETURNING id, run_id, stage_id, number, fencing_token, started_at, cancel_requested
+    """
+)
+_DETAILS = text(
+    """
+    SELECT s.name AS stage, s.spec, s.matrix, s.pool, r.id AS run_id, r.ref, r.sha, r.variables, r.number AS run_number,
+           r.trigger, p.id AS project_id, p.name AS project, p.repo_url
+      FROM stages s JOIN runs r ON r.id = s.run_id JOIN projects p ON p.id = r.project_id
+     WHERE s.id = :stage_id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    attempt_id: uuid.UUID
+    run_id: uuid.UUID
+    stage_id: uuid.UUID
+    stage: str
+    number: int
+    fencing_token: int
+    started_at: datetime
+    spec: dict[str, Any]
+    matrix: dict[str, str]
+    pool: str
+    ref: str
+    sha: str
+    variables: dict[str, str]
+    trigger: dict[str, Any]
+    project_id: uuid.UUID
+    project: str
+    repo_url: str
+    run_number: int
+
+
+async def claim(session: AsyncSession, attempt_id: uuid.UUID, worker_id: str, lease_s: float) -> Claim | None:
+    """Take the attempt if it is still queued; None when someone else has it or it was cancelled."""
+    row = (
+        await session.execute(_CLAIM, {"attempt_id": attempt_id, "worker_id": worker_id, "lease_s": lease_s})
+    ).one_or_none()
+    if row is None:
+        return None
+    d = (await session.execute(_DETAILS, {"stage_id": row.stage_id})).one()
+    return Claim(
+        attempt_id=row.id,
+        run_id=row.run_id,
+        stage_id=row.stage_id,
+        stage=d.stage,
+        number=row.number,
+        fencing_token=row.fencing_token,
+        started_at=row.started_at,
+        spec=d.spec,
+        matrix=d.matrix,
+        pool=d.pool,
+        ref=d.ref,
+        sha=d.sha or "",
+        variables=d.variables,
+        trigger=d.trigger,
+        project_id=d.project_id,
+        project=d.project,
+        repo_url=d.repo_url,
+        run_number=d.run_number,
+    )
+
+
+_HEARTBEAT = text(
+    """
+    UPDATE stage_attempts a SET lease_expires_at = now() + make_interval(secs => :lease_s), heartbeat_at = now()
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS bigint[])) AS h(id, token)
+     WHERE a.id = h.id AND a.fencing_token = h.token AND a.status = 'running'
+    RETURNING a.id, a.cancel_requested
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLease:
+    attempt_id: uuid.UUID
+    cancel_requested: bool
+
+
+async def heartbeat(
+    session: AsyncSession, leases: Sequence[tuple[uuid.UUID, int]], lease_s: float
+) -> dict[uuid.UUID, HeldLease]:
+    """Extend the leases still held; an attempt missing from the result has lost its lease."""
+    if not leases:
+        return {}
+    rows = await session.execute(
+        _HEARTBEAT, {"ids": [a for a, _ in leases], "tokens": [t for _, t in leases], "lease_s": lease_s}
+    )
+    return {r.id: HeldLease(r.id, r.cancel_requested) for r in rows}
+
+
+_LOG = text(
+    """
+    INSERT INTO log_chunks (attempt_id, seq, data)
+    SELECT :attempt_id, :seq, :data WHERE EXISTS (
+        SELECT 1 FROM stage_attempts WHERE id = :attempt_id AND fencing_token = :token AND status = 'running')
+    ON CONFLICT DO NOTHING
+    RETURNING seq
+    """
+)
+_LOG_BYTES = text(
+    "UPDATE stage_attempts SET log_bytes = log_bytes + :n, log_truncated = log_truncated OR :truncated "
+    "WHERE id = :attempt_id AND fencing_token = :token"
+)
+
+
+async def append_log(
+    session: AsyncSession, attempt_id: uuid.UUID, token: int, seq: int, data: str, *, truncated: bool = False
+) -> bool:
+    """Store one chunk; False when the lease is gone (the chunk is dropped)."""
+    row = (
+        await session.execute(_LOG, {"attempt_id": attempt_id, "seq": seq, "data": data, "token": token})
+    ).one_or_none()
+    if row is None:
+        return False
+    await session.execute(
+        _LOG_BYTES,
+        {"n": len(data.encode()), "truncated": truncated, "attempt_id": attempt_id, "token": token},
+    )
+    return True
+
+
+_FINISH = text(
+    """
+    UPDATE stage_attempts SET status = :status, exit_code = :exit_code, failure_kind = :failure_kind,
+           failure_reason = :failure_reason, finished_at = now()
+     WHERE id = :attempt_id AND fencing_token = :token AND status = 'running'
+    RETURNING finished_at
+    """
+)
+
+
+async def finish(
+    session: AsyncSession,
+    attempt_id: uuid.UUID,
+    token: int,
+    *,
+    status: str,
+    exit_code: int | None,
+    failure_kind: str | None,
+    failure_reason: str | None,
+) -> datetime | None:
+    """Commit the attempt's one result; None when the token is stale (the result is rejected)."""
+    row = (
+        await session.execute(
+            _FINISH,
+            {
+                "attempt_id": attempt_id,
+                "token": token,
+                "status": status,
+                "exit_code": exit_code,
+                "failure_kind": failure_kind,
+                "failure_reason": failure_reason,
+            },
+        )
+    ).one_or_none()
+    return None if row is None else row.finished_at
+
+
+_REAP = text(
+    """
+    UPDATE stage_attempts a SET status = 'lost', failure_kind = 'lost_worker',
+           failure_reason = 'worker ' || coalesce(a.worker_id, '?') || ' stopped renewing its lease',
+           finished_at = now()
+      FROM stages s
+     WHERE a.stage_id = s.id AND a.status = 'running' AND a.lease_expires_at < now()
+       AND a.id IN (SELECT id FROM stage_attempts WHERE status = 'running' AND lease_expires_at < now()
+                    ORDER BY lease_expires_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING a.id, a.run_id, a.stage_id, s.name AS stage, a.number, a.worker_id, a.failure_reason, a.finished_at
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LostAttempt:
+    attempt_id: uuid.UUID
+    run_id: uuid.UUID
+    stage_id: uuid.UUID
+    stage: str
+    number: int
+    worker_id: str | None
+    reason: str
+    finished_at: datetime
+
+
+async def reap_expired(session: AsyncSession, limit: int = 500) -> list[LostAttempt]:
+    rows = await session.execute(_REAP, {"limit": limit})
+    return [
+        LostAttempt(
+            r.id, r.run_id, r.stage_id, r.stage, r.number, r.worker_id, r.failure_reason, r.finished_at
+        )
+        for r in rows
+    ]

@@ -1,0 +1,60 @@
+"""Topic creation: the core topics at start-up, a pool's dispatch topic on first use."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = structlog.get_logger(__name__)
+
+
+class TopicAdmin:
+    """Creates topics that do not exist yet; remembers which it has seen to stay off the hot path."""
+
+    def __init__(self, bootstrap_servers: str, *, partitions: int) -> None:
+        self._bootstrap = bootstrap_servers
+        self._partitions = partitions
+        self._known: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def ensure(self, topics: list[str]) -> None:
+        missing = [t for t in topics if t not in self._known]
+        if not missing:
+            return
+        async with self._lock:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=15000)
+            await admin.start()
+            try:
+                existing = set(await admin.list_topics())
+                to_create = [t for t in missing if t not in existing]
+                if to_create:
+                    try:
+                        await admin.create_topics(
+                            [NewTopic(t, self._partitions, 1) for t in to_create], timeout_ms=15000
+                        )
+                        log.info("topics created", topics=to_create, partitions=self._partitions)
+                    except TopicAlreadyExistsError:
+                        pass  # another process created it between our list and create
+                await self._wait_for_leaders(admin, to_create)
+            finally:
+                await admin.close()
+            self._known.update(missing)
+
+    @staticmethod
+    async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+        """A new topic's partitions get leaders a moment after creation; producing earlier fails."""
+        for _ in range(100):
+            if not topics:
+                return
+            described = await admin.describe_topics(topics)
+            if all(
+                d.get("error_code", 0) == 0
+                and d["partitions"]
+                and all(p["leader"] >= 0 for p in d["partitions"])
+                for d in described
+            ):
+                return
+            await asyncio.sleep(0.05)

@@ -1,0 +1,246 @@
+"""The consumer wrapper every Comet process reads Kafka through.
+
+- Offsets are committed manually, only after the handler (whose database transaction records
+  the events in the inbox) has returned: a crash before that redelivers, the inbox absorbs it.
+- Undecodable messages go to the dead-letter sink with the reason; the consumer moves on.
+- A failing handler (database down) seeks back and retries the same batch with backoff.
+- Offsets are committed when partitions are revoked, under the same lock as processing.
+- `capacity()` lets a caller with limited slots (a worker) pause fetching instead of blocking
+  the poll loop, so the group never sees it as dead during a long stage.
+- A watchdog restarts a consumer that has lag but makes no progress (a known aiokafka failure
+  after broker restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from events.deadletters import BadRecord, DeadLetterSink
+from events.envelope import Envelope, UndecodableEventError, decode
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    envelope: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+Handler = Callable[[list[Received]], Awaitable[None]]
+
+
+class _Revocation(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: EventConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._owner.commit_pending()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._owner.note_progress()
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: list[str],
+        group_id: str,
+        bootstrap_servers: str,
+        handler: Handler,
+        dead_letters: DeadLetterSink,
+        capacity: Callable[[], int] | None = None,
+        max_batch: int = 500,
+        watchdog_s: float = 60.0,
+        auto_offset_reset: str = "earliest",
+    ) -> None:
+        self.name = name
+        self._topics = topics
+        self._group = group_id
+        self._bootstrap = bootstrap_servers
+        self._handler = handler
+        self._dead = dead_letters
+        self._capacity = capacity
+        self._max_batch = max_batch
+        self._watchdog_s = watchdog_s
+        self._reset = auto_offset_reset
+        self._consumer: AIOKafkaConsumer | None = None
+        self._pending: dict[TopicPartition, int] = {}
+        self._lock = asyncio.Lock()
+        self._stopping = False
+        self._last_progress = time.monotonic()
+        self._capacity_changed = asyncio.Event()
+        self.started = asyncio.Event()
+        self.restarts = 0
+
+    def note_progress(self) -> None:
+        self._last_progress = time.monotonic()
+
+    def capacity_changed(self) -> None:
+        """Tell a paused consumer that slots were freed."""
+        self._capacity_changed.set()
+
+    async def _start_consumer(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group,
+            client_id=f"comet-{self.name}",
+            enable_auto_commit=False,
+            auto_offset_reset=self._reset,
+            isolation_level="read_committed",
+            max_poll_records=self._max_batch,
+            fetch_max_wait_ms=100,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
+            max_poll_interval_ms=300000,
+        )
+        consumer.subscribe(self._topics, listener=_Revocation(self))
+        await consumer.start()
+        return consumer
+
+    async def commit_pending(self) -> None:
+        async with self._lock:
+            await self._commit_locked()
+
+    async def _commit_locked(self) -> None:
+        if not self._pending or self._consumer is None:
+            return
+        offsets = {tp: OffsetAndMetadata(off, "") for tp, off in self._pending.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except Exception as exc:
+            log.warning(
+                "offset commit failed; events will be redelivered", consumer=self.name, error=repr(exc)
+            )
+        self._pending.clear()
+
+    async def run(self) -> None:
+        """Consume until `stop()`. Survives broker outages (aiokafka reconnects) and handler errors."""
+        watchdog = asyncio.create_task(self._watchdog())
+        try:
+            while not self._stopping:
+                try:
+                    self._consumer = await self._start_consumer()
+                except Exception as exc:
+                    log.warning("consumer could not start; retrying", consumer=self.name, error=repr(exc))
+                    await asyncio.sleep(1.0)
+                    continue
+                self.started.set()
+                self.note_progress()
+                try:
+                    await self._loop(self._consumer)
+                except _RestartError:
+                    self.restarts += 1
+                    log.warning("consumer restarting (no progress despite lag)", consumer=self.name)
+                finally:
+                    consumer, self._consumer = self._consumer, None
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(consumer.stop(), 10)
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._capacity_changed.set()
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            if self._restart_requested:
+                self._restart_requested = False
+                raise _RestartError
+            limit = self._max_batch
+            if self._capacity is not None:
+                limit = min(limit, self._capacity())
+                if limit <= 0:
+                    consumer.pause(*consumer.assignment())
+                    self._capacity_changed.clear()
+                    # Keep polling (with everything paused) so the group keeps us as a member.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._capacity_changed.wait(), 0.5)
+                    await consumer.getmany(timeout_ms=0)
+                    self.note_progress()
+                    continue
+                if consumer.paused():
+                    consumer.resume(*consumer.paused())
+            batches = await consumer.getmany(timeout_ms=200, max_records=limit)
+            if not batches:
+                if not await self._lagging(consumer):
+                    self.note_progress()
+                continue
+            records = [r for tp in sorted(batches, key=lambda t: (t.topic, t.partition)) for r in batches[tp]]
+            try:
+                await self._process(records)
+                backoff = 0.1
+            except Exception as exc:
+                log.warning(
+                    "handler failed; retrying the batch",
+                    consumer=self.name,
+                    error=repr(exc),
+                    retry_in_s=backoff,
+                )
+                for tp, recs in batches.items():
+                    consumer.seek(tp, recs[0].offset)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        good: list[Received] = []
+        bad: list[BadRecord] = []
+        for r in records:
+            try:
+                good.append(Received(decode(r.value), r.topic, r.partition, r.offset))
+            except UndecodableEventError as exc:
+                bad.append(BadRecord(r.topic, r.partition, r.offset, r.key, r.value, str(exc)))
+        async with self._lock:
+            if bad:
+                log.warning("undecodable events sent to dead letters", consumer=self.name, count=len(bad))
+                await self._dead.record(bad)
+            if good:
+                await self._handler(good)
+            for r in records:
+                self._pending[TopicPartition(r.topic, r.partition)] = r.offset + 1
+            await self._commit_locked()
+        self.note_progress()
+
+    _restart_requested = False
+
+    async def _lagging(self, consumer: AIOKafkaConsumer) -> bool:
+        """True when an assigned, unpaused partition has records we have not read."""
+        paused = consumer.paused()
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if tp in paused or high is None:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 0.5)
+            except Exception:
+                continue
+            if position < high:
+                return True
+        return False
+
+    async def _watchdog(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(max(self._watchdog_s / 4, 0.5))
+            if self._consumer is not None and time.monotonic() - self._last_progress > self._watchdog_s:
+                self._restart_requested = True
+                self.note_progress()
+
+
+class _RestartError(Exception):
+    pass

@@ -1,0 +1,91 @@
+"""The idempotent producer every process publishes through.
+
+`acks=all` with idempotence; every send is awaited with a timeout. After an ambiguous failure
+(timeout, lost connection) the producer is recreated, because aiokafka's sequence numbers can
+be stuck after one; the caller retries, and consumers' inboxes absorb any duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaProducer
+
+log = structlog.get_logger(__name__)
+
+
+class PublishError(Exception):
+    """The broker did not acknowledge a batch in time. Retriable: the batch may or may not be in Kafka."""
+
+    retriable = True
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class EventProducer:
+    def __init__(
+        self, bootstrap_servers: str, *, send_timeout_s: float = 10.0, client_id: str = "comet"
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._timeout = send_timeout_s
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._producer is None:
+                self._producer = await self._new()
+
+    async def _new(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=1,
+            request_timeout_ms=int(self._timeout * 1000),
+            compression_type=None,
+        )
+        await producer.start()
+        return producer
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if self._producer is not None:
+                await self._close(self._producer)
+                self._producer = None
+
+    @staticmethod
+    async def _close(producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.stop(), 5)
+        except Exception:
+            log.warning("producer did not stop cleanly")
+
+    async def send_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish `messages` (in order per partition) and wait until all are acknowledged."""
+        if not messages:
+            return
+        if self._producer is None:
+            await self.start()
+        producer = self._producer
+        assert producer is not None
+        try:
+            futures = [await producer.send(m.topic, m.value, key=m.key) for m in messages]
+            await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+        except Exception as exc:
+            log.warning("publish failed; recreating the producer", error=repr(exc))
+            async with self._lock:
+                if self._producer is producer:
+                    self._producer = None
+                    await self._close(producer)
+            raise PublishError(repr(exc)) from exc

@@ -1,0 +1,274 @@
+"""The orchestrator's brain: `decide(state, input, now) -> Decision`.
+
+Pure: no awaits, no clock (time comes in as `now`), no Kafka, no database. It never raises for
+bad runtime input: an input that does not apply to the state is ignored with a note, and a
+failure is expressed as state (a failed stage or run). Every status change goes through the
+transition table of `schemas.states`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from orchestrator.conditions import stage_should_run
+from orchestrator.model import (
+    Approved,
+    AttemptFinishedInput,
+    AttemptStartedInput,
+    CancelAttempts,
+    CancelRequested,
+    Command,
+    Decision,
+    DispatchAttempt,
+    Input,
+    PlanFailed,
+    Planned,
+    RetryRequested,
+    RunState,
+    StageState,
+)
+from schemas.states import (
+    RUN_TERMINAL,
+    STAGE_TERMINAL,
+    AttemptStatus,
+    FailureKind,
+    RunStatus,
+    StageStatus,
+    check_run,
+    check_stage,
+)
+
+_ACTIVE = frozenset({StageStatus.QUEUED, StageStatus.RUNNING})
+
+
+def decide(state: RunState, event: Input, now: datetime) -> Decision:
+    match event:
+        case Planned():
+            return _planned(state, event, now)
+        case PlanFailed():
+            return _plan_failed(state, event, now)
+        case AttemptStartedInput():
+            return _attempt_started(state, event, now)
+        case AttemptFinishedInput():
+            return _attempt_finished(state, event, now)
+        case CancelRequested():
+            return _cancel(state, event, now)
+        case RetryRequested():
+            return _retry(state, now)
+        case Approved():
+            return _approved(state, event, now)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _set_run(state: RunState, status: RunStatus, now: datetime, **changes: object) -> RunState:
+    check_run(state.status, status)
+    stamps: dict[str, object] = {}
+    if status is RunStatus.QUEUED:
+        stamps = {"queued_at": state.queued_at or now, "finished_at": None}
+    elif status is RunStatus.RUNNING:
+        stamps = {"started_at": state.started_at or now}
+    elif status in RUN_TERMINAL:
+        stamps = {"finished_at": now}
+    return dataclasses.replace(state, status=status, **stamps, **changes)  # type: ignore[arg-type]
+
+
+def _set_stage(stage: StageState, status: StageStatus, now: datetime, **changes: object) -> StageState:
+    check_stage(stage.status, status)
+    stamps: dict[str, object] = {}
+    if status is StageStatus.QUEUED:
+        stamps = {"queued_at": now, "finished_at": None}
+    elif status is StageStatus.RUNNING:
+        stamps = {"started_at": now}
+    elif status in STAGE_TERMINAL:
+        stamps = {"finished_at": now}
+    elif status is StageStatus.PENDING:
+        stamps = {"finished_at": None, "exit_code": None, "failure_kind": None, "failure_reason": None}
+    return dataclasses.replace(stage, status=status, **stamps, **changes)  # type: ignore[arg-type]
+
+
+def _with_stage(state: RunState, stage: StageState) -> RunState:
+    return dataclasses.replace(state, stages={**state.stages, stage.name: stage})
+
+
+def _ignored(state: RunState, why: str) -> Decision:
+    return Decision(state, (), f"ignored: {why}")
+
+
+def _queue(stage: StageState, now: datetime) -> tuple[StageState, Command]:
+    number = stage.attempt + 1
+    queued = _set_stage(stage, StageStatus.QUEUED, now, attempt=number)
+    return queued, DispatchAttempt(stage.name, number, stage.pool)
+
+
+# -- inputs --------------------------------------------------------------------------------------
+def _planned(state: RunState, event: Planned, now: datetime) -> Decision:
+    if state.status is not RunStatus.REQUESTED:
+        return _ignored(state, f"run is {state.status}, already planned")
+    stages = {s.name: s for s in sorted(event.stages, key=lambda s: s.position)}
+    planned = _set_run(
+        state,
+        RunStatus.QUEUED,
+        now,
+        sha=event.sha,
+        stages=stages,
+        pipeline_name=event.pipeline_name,
+        concurrency_group=event.concurrency_group,
+    )
+    return _advance(planned, now)
+
+
+def _plan_failed(state: RunState, event: PlanFailed, now: datetime) -> Decision:
+    if state.status is not RunStatus.REQUESTED:
+        return _ignored(state, f"run is {state.status}")
+    failed = _set_run(state, RunStatus.FAILED, now, failure_reason=event.reason, sha=event.sha or state.sha)
+    return Decision(failed)
+
+
+def _attempt_started(state: RunState, event: AttemptStartedInput, now: datetime) -> Decision:
+    stage = state.stages.get(event.stage)
+    if stage is None or stage.attempt != event.number or stage.status is not StageStatus.QUEUED:
+        return _ignored(state, f"start of {event.stage}#{event.number} does not match the stage")
+    new = _with_stage(state, _set_stage(stage, StageStatus.RUNNING, now))
+    if new.status is RunStatus.QUEUED:
+        new = _set_run(new, RunStatus.RUNNING, now)
+    return Decision(new)
+
+
+def _attempt_finished(state: RunState, event: AttemptFinishedInput, now: datetime) -> Decision:
+    stage = state.stages.get(event.stage)
+    if stage is None or stage.attempt != event.number or stage.status not in _ACTIVE:
+        return _ignored(state, f"result of {event.stage}#{event.number} does not match the stage")
+    result = {
+        "exit_code": event.exit_code,
+        "failure_kind": event.failure_kind,
+        "failure_reason": event.failure_reason,
+    }
+    commands: list[Command] = []
+    if event.status == AttemptStatus.SUCCEEDED:
+        updated = _set_stage(stage, StageStatus.SUCCEEDED, now, **result)
+    elif event.status == AttemptStatus.CANCELLED or state.cancel_requested_at is not None:
+        updated = _set_stage(stage, StageStatus.CANCELLED, now, **result)
+    elif (
+        stage.attempt <= stage.retry_count
+        and (event.failure_kind or FailureKind.SCRIPT_FAILURE) in stage.retry_when
+        and state.status not in RUN_TERMINAL
+    ):
+        updated, dispatch = _queue(dataclasses.replace(stage, **result), now)  # type: ignore[arg-type]
+        commands.append(dispatch)
+    else:
+        updated = _set_stage(stage, StageStatus.FAILED, now, **result)
+    new = _with_stage(state, updated)
+    decision = _advance(new, now)
+    return Decision(decision.state, (*commands, *decision.commands), decision.note)
+
+
+def _cancel(state: RunState, event: CancelRequested, now: datetime) -> Decision:
+    if state.status in RUN_TERMINAL:
+        return _ignored(state, f"run is already {state.status}")
+    if state.cancel_requested_at is not None:
+        return _ignored(state, "cancel already requested")
+    stages = dict(state.stages)
+    to_stop: list[str] = []
+    for name, stage in state.stages.items():
+        if stage.status in (StageStatus.PENDING, StageStatus.WAITING_APPROVAL, StageStatus.QUEUED):
+            stages[name] = _set_stage(stage, StageStatus.CANCELLED, now, failure_kind=FailureKind.CANCELLED)
+        if stage.status in _ACTIVE:
+            to_stop.append(name)
+    new = dataclasses.replace(state, stages=stages, cancel_requested_at=now, failure_reason=event.reason)
+    commands: tuple[Command, ...] = (CancelAttempts(tuple(to_stop)),) if to_stop else ()
+    decision = _advance(new, now)
+    return Decision(decision.state, (*commands, *decision.commands))
+
+
+def _retry(state: RunState, now: datetime) -> Decision:
+    if state.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        return _ignored(state, f"only a failed or cancelled run can be retried, this one is {state.status}")
+    if not state.stages:
+        return _ignored(state, "the run was never planned; trigger a new run instead")
+    stages = {
+        name: (
+            _set_stage(stage, StageStatus.PENDING, now)
+            if stage.status in (StageStatus.FAILED, StageStatus.CANCELLED, StageStatus.SKIPPED)
+            else stage
+        )
+        for name, stage in state.stages.items()
+    }
+    new = _set_run(
+        state,
+        RunStatus.QUEUED,
+        now,
+        stages=stages,
+        failure_reason=None,
+        cancel_requested_at=None,
+        retries=state.retries + 1,
+    )
+    return _advance(new, now)
+
+
+def _approved(state: RunState, event: Approved, now: datetime) -> Decision:
+    stage = state.stages.get(event.stage)
+    if stage is None or stage.status is not StageStatus.WAITING_APPROVAL:
+        return _ignored(state, f"stage {event.stage} is not waiting for approval")
+    if state.cancel_requested_at is not None:
+        return _ignored(state, "run is being cancelled")
+    if not stage.spec.get("script"):
+        updated = _set_stage(_set_stage(stage, StageStatus.QUEUED, now), StageStatus.RUNNING, now)
+        return _advance(_with_stage(state, _set_stage(updated, StageStatus.SUCCEEDED, now)), now)
+    queued, dispatch = _queue(stage, now)
+    decision = _advance(_with_stage(state, queued), now)
+    return Decision(decision.state, (dispatch, *decision.commands))
+
+
+# -- the DAG -------------------------------------------------------------------------------------
+def _advance(state: RunState, now: datetime) -> Decision:
+    """Start every stage whose needs are all finished (maximal parallelism), then finish the run
+    when nothing is left to do."""
+    if state.status in RUN_TERMINAL:
+        return Decision(state)
+    stages = dict(state.stages)
+    commands: list[Command] = []
+    changed = True
+    while changed:  # skipping a stage can settle its dependents in the same pass
+        changed = False
+        for name in list(stages):
+            stage = stages[name]
+            if stage.status is not StageStatus.PENDING:
+                continue
+            needs = {n: stages[n] for n in stage.needs if n in stages}
+            if any(s.status not in STAGE_TERMINAL for s in needs.values()):
+                continue
+            changed = True
+            if state.cancel_requested_at is not None:
+                stages[name] = _set_stage(
+                    stage, StageStatus.CANCELLED, now, failure_kind=FailureKind.CANCELLED
+                )
+                continue
+            run_it, why = stage_should_run(stage, needs, state)
+            if not run_it:
+                stages[name] = _set_stage(stage, StageStatus.SKIPPED, now, failure_reason=why)
+            elif stage.spec.get("approval"):
+                stages[name] = _set_stage(stage, StageStatus.WAITING_APPROVAL, now)
+            else:
+                stages[name], dispatch = _queue(stage, now)
+                commands.append(dispatch)
+    new = dataclasses.replace(state, stages=stages)
+    return Decision(_maybe_finish(new, now), tuple(commands))
+
+
+def _maybe_finish(state: RunState, now: datetime) -> RunState:
+    if any(s.status not in STAGE_TERMINAL for s in state.stages.values()):
+        return state
+    if state.cancel_requested_at is not None:
+        return _set_run(state, RunStatus.CANCELLED, now, failure_reason=state.failure_reason or "cancelled")
+    failed = [s for s in state.stages.values() if s.status is StageStatus.FAILED and not s.allow_failure]
+    if failed:
+        first = failed[0]
+        reason = f"stage {first.name} failed" + (f": {first.failure_reason}" if first.failure_reason else "")
+        return _set_run(state, RunStatus.FAILED, now, failure_reason=reason)
+    cancelled = [s for s in state.stages.values() if s.status is StageStatus.CANCELLED]
+    if cancelled:
+        return _set_run(
+            state, RunStatus.CANCELLED, now, failure_reason=f"stage {cancelled[0].name} was cancelled"
+        )
+    return _set_run(state, RunStatus.SUCCEEDED, now)

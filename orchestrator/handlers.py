@@ -1,0 +1,211 @@
+"""The orchestrator shell: turns a batch of events into inputs, runs `decide()` on each against
+the locked run state, and writes the outcome — rows, attempts, status events, dispatches — in one
+transaction together with the inbox entries of the events applied."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from workers.git import MirrorCache
+
+from db.models import Project
+from db.repositories import run_state
+from events.consumer import Received
+from events.envelope import Envelope, new_envelope
+from events.inbox import claim_new
+from events.outbox import PendingEvent, add_events
+from events.topics import Topics
+from orchestrator.decide import decide
+from orchestrator.model import (
+    Approved,
+    AttemptFinishedInput,
+    AttemptStartedInput,
+    CancelAttempts,
+    CancelRequested,
+    DispatchAttempt,
+    Input,
+    RetryRequested,
+)
+from orchestrator.planning import plan_run
+from orchestrator.status_events import status_changes
+from schemas.events import (
+    AttemptDispatched,
+    AttemptFinished,
+    AttemptStarted,
+    RunCancelRequested,
+    RunRequested,
+    StageApproved,
+)
+from schemas.ids import uuid7
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class _Batch:
+    now: datetime
+    changes: run_state.Changes = field(default_factory=run_state.Changes.empty)
+    events: list[PendingEvent] = field(default_factory=list)
+    dispatches: list[tuple[uuid.UUID, DispatchAttempt, Envelope]] = field(default_factory=list)
+    cancels: list[tuple[uuid.UUID, CancelAttempts, str]] = field(default_factory=list)
+
+
+class RunEngine:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        topics: Topics,
+        git: MirrorCache,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self._topics = topics
+        self._git = git
+        self._on_commit = on_commit
+        self.consumer_name = topics.orchestrator_group
+        self.decisions = 0
+
+    async def handle(self, batch: list[Received]) -> None:
+        planned = await self._plan_requested(batch)
+        now = datetime.now(UTC)
+        work = _Batch(now)
+        async with self._sessions.begin() as session:
+            fresh = await claim_new(session, self.consumer_name, [r.envelope.event_id for r in batch])
+            inputs: list[tuple[uuid.UUID, Input, Envelope]] = []
+            for r in batch:
+                if r.envelope.event_id not in fresh:
+                    continue
+                converted = self._to_input(r.envelope, planned)
+                if converted is not None:
+                    inputs.append((converted[0], converted[1], r.envelope))
+            if not inputs:
+                return
+            loaded = await run_state.load_for_update(session, (run_id for run_id, _, _ in inputs))
+            states = {run_id: lr.state for run_id, lr in loaded.items()}
+            for run_id, event_input, envelope in inputs:
+                if run_id not in states:
+                    log.warning(
+                        "event for an unknown run ignored",
+                        run_id=str(run_id),
+                        event_id=str(envelope.event_id),
+                    )
+                    continue
+                before = states[run_id]
+                decision = decide(before, event_input, now)
+                self.decisions += 1
+                if decision.note:
+                    log.info(decision.note, run_id=str(run_id), event_type=envelope.type)
+                states[run_id] = decision.state
+                for payload in status_changes(before, decision.state, now):
+                    work.events.append(self._emit(self._topics.run_status, payload, envelope, run_id))
+                for command in decision.commands:
+                    if isinstance(command, DispatchAttempt):
+                        work.dispatches.append((run_id, command, envelope))
+                    else:
+                        work.cancels.append((run_id, command, decision.state.failure_reason or "cancelled"))
+            stage_ids: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
+            for run_id, lr in loaded.items():
+                stage_ids[run_id] = run_state.diff(lr, states[run_id], work.changes, now)
+            await run_state.write(session, work.changes)
+            await self._write_commands(session, work, stage_ids)
+            await add_events(session, work.events)
+        self._on_commit()
+
+    async def _write_commands(
+        self, session: AsyncSession, work: _Batch, stage_ids: dict[uuid.UUID, dict[str, uuid.UUID]]
+    ) -> None:
+        attempts: list[run_state.NewAttempt] = []
+        for run_id, command, cause in work.dispatches:
+            attempt = run_state.NewAttempt(
+                id=uuid7(),
+                run_id=run_id,
+                stage_id=stage_ids[run_id][command.stage],
+                stage=command.stage,
+                number=command.number,
+                pool=command.pool,
+            )
+            attempts.append(attempt)
+            payload = AttemptDispatched(
+                run_id=run_id,
+                stage_id=attempt.stage_id,
+                attempt_id=attempt.id,
+                stage=command.stage,
+                number=command.number,
+                pool=command.pool,
+            )
+            work.events.append(self._emit(self._topics.dispatch(command.pool), payload, cause, run_id))
+        await run_state.insert_attempts(session, attempts)
+        for run_id, cancel, reason in work.cancels:
+            ids = [stage_ids[run_id][name] for name in cancel.stages]
+            await run_state.cancel_attempts(session, ids, reason)
+
+    @staticmethod
+    def _emit(topic: str, payload: object, cause: Envelope, run_id: uuid.UUID) -> PendingEvent:
+        return PendingEvent(
+            topic,
+            new_envelope(
+                payload,  # type: ignore[arg-type]
+                key=str(run_id),
+                correlation_id=cause.correlation_id,
+                causation_id=str(cause.event_id),
+            ),
+        )
+
+    async def _plan_requested(self, batch: list[Received]) -> dict[uuid.UUID, Input]:
+        """Read and plan `.comet.yml` for new runs before the transaction (git I/O holds no locks)."""
+        requests = [r.envelope for r in batch if r.envelope.type == RunRequested.TYPE]
+        if not requests:
+            return {}
+        payloads = [RunRequested.model_validate(e.payload) for e in requests]
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Project.id, Project.repo_url).where(Project.id.in_({p.project_id for p in payloads}))
+            )
+            repos = {row.id: row.repo_url for row in rows}
+        planned: dict[uuid.UUID, Input] = {}
+        for envelope, payload in zip(requests, payloads, strict=True):
+            repo_url = repos.get(payload.project_id)
+            if repo_url is None:
+                continue
+            planned[envelope.event_id] = await plan_run(
+                self._git,
+                repo_url=repo_url,
+                ref=payload.ref,
+                sha=payload.sha,
+                event=str(payload.trigger.get("event") or payload.trigger.get("kind") or "api"),
+                variables=payload.variables,
+            )
+        return planned
+
+    @staticmethod
+    def _to_input(envelope: Envelope, planned: dict[uuid.UUID, Input]) -> tuple[uuid.UUID, Input] | None:
+        payload = envelope.typed()
+        match payload:
+            case RunRequested():
+                plan = planned.get(envelope.event_id)
+                return (payload.run_id, plan) if plan is not None else None
+            case AttemptStarted():
+                return payload.run_id, AttemptStartedInput(payload.stage, payload.number, payload.worker_id)
+            case AttemptFinished():
+                return payload.run_id, AttemptFinishedInput(
+                    payload.stage,
+                    payload.number,
+                    payload.status,
+                    payload.exit_code,
+                    payload.failure_kind,
+                    payload.failure_reason,
+                )
+            case RunCancelRequested():
+                return payload.run_id, CancelRequested(payload.reason)
+            case StageApproved():
+                return payload.run_id, Approved(payload.stage)
+            case _ if envelope.type == "run.retry_requested":
+                return uuid.UUID(envelope.payload["run_id"]), RetryRequested()
+        return None

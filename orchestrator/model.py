@@ -1,0 +1,147 @@
+"""What `decide()` reads and returns: the run's state, the inputs that change it, and the
+commands the shell carries out. Plain frozen dataclasses: no I/O, no ORM."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from schemas.states import RunStatus, StageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StageState:
+    name: str
+    status: StageStatus
+    needs: tuple[str, ...] = ()
+    pool: str = "default"
+    spec: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+    position: int = 0
+    exit_code: int | None = None
+    failure_kind: str | None = None
+    failure_reason: str | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    base_name: str = ""
+    matrix: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def allow_failure(self) -> bool:
+        return bool(self.spec.get("allow_failure"))
+
+    @property
+    def retry_count(self) -> int:
+        return int(self.spec.get("retry", {}).get("count", 0))
+
+    @property
+    def retry_when(self) -> tuple[str, ...]:
+        return tuple(self.spec.get("retry", {}).get("when", ("script_failure", "lost_worker", "timeout")))
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    id: uuid.UUID
+    project_id: uuid.UUID
+    status: RunStatus
+    ref: str
+    sha: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    trigger: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, StageState] = field(default_factory=dict)
+    failure_reason: str | None = None
+    pipeline_name: str | None = None
+    concurrency_group: str | None = None
+    retries: int = 0
+    cancel_requested_at: datetime | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+# -- inputs --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The shell read and planned `.comet.yml` at `sha`."""
+
+    sha: str
+    stages: tuple[StageState, ...]
+    pipeline_name: str | None = None
+    concurrency_group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFailed:
+    reason: str
+    sha: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStartedInput:
+    stage: str
+    number: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinishedInput:
+    stage: str
+    number: int
+    status: str
+    exit_code: int | None = None
+    failure_kind: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    reason: str = "cancelled by a user"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequested:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    stage: str
+
+
+Input = (
+    Planned
+    | PlanFailed
+    | AttemptStartedInput
+    | AttemptFinishedInput
+    | CancelRequested
+    | RetryRequested
+    | Approved
+)
+
+
+# -- commands ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DispatchAttempt:
+    stage: str
+    number: int
+    pool: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAttempts:
+    """Stop whatever attempts of these stages are queued or running."""
+
+    stages: tuple[str, ...]
+
+
+Command = DispatchAttempt | CancelAttempts
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: RunState
+    commands: tuple[Command, ...] = ()
+    note: str = ""

@@ -1,0 +1,78 @@
+"""Reading and planning a run's pipeline: resolve the ref, read `.comet.yml` at the commit from the
+project's repository, validate it and expand it into stages. The I/O half of planning; the
+result is an input for `decide()`."""
+
+from __future__ import annotations
+
+from schemas.interpolation import interpolate
+from schemas.pipeline import DefinitionError, PipelineDefinition, parse_definition
+from workers.git import GitError, MirrorCache
+
+from orchestrator.model import PlanFailed, Planned, StageState
+from orchestrator.planner import PlanError, plan
+from schemas.states import StageStatus
+
+DEFINITION_PATH = ".comet.yml"
+
+
+async def read_definition(git: MirrorCache, repo_url: str, ref: str, sha: str | None) -> tuple[str, str]:
+    """(sha, text) of `.comet.yml` for the run; raises GitError or DefinitionError with the reason."""
+    commit = sha or await git.resolve(repo_url, ref)
+    raw = await git.read_file(repo_url, commit, DEFINITION_PATH)
+    if raw is None:
+        raise DefinitionError(f"no {DEFINITION_PATH} at the root of the repository at {commit[:12]}")
+    return commit, raw.decode("utf-8", errors="replace")
+
+
+def concurrency_group(
+    definition: PipelineDefinition, ref: str, event: str, variables: dict[str, str]
+) -> str | None:
+    if definition.concurrency is None:
+        return None
+    branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else ""
+    tag = ref.removeprefix("refs/tags/") if ref.startswith("refs/tags/") else ""
+    context = {"ref": ref, "branch": branch, "tag": tag, "event": event}
+    context.update({f"variables.{k}": v for k, v in variables.items()})
+    return interpolate(definition.concurrency.group, context)
+
+
+def planned_from_text(
+    text: str, *, sha: str, ref: str, event: str, variables: dict[str, str]
+) -> Planned | PlanFailed:
+    """Pure: `.comet.yml` text -> the stages to create, or the reason the run fails."""
+    try:
+        definition = parse_definition(text)
+        stages = plan(definition)
+        group = concurrency_group(definition, ref, event, variables)
+    except (DefinitionError, PlanError, ValueError) as exc:
+        return PlanFailed(f"{DEFINITION_PATH}: {exc}", sha=sha)
+    return Planned(
+        sha=sha,
+        pipeline_name=definition.name,
+        concurrency_group=group,
+        stages=tuple(
+            StageState(
+                name=s.name,
+                base_name=s.base_name,
+                status=StageStatus.PENDING,
+                needs=s.needs,
+                pool=s.pool,
+                spec=s.spec,
+                position=s.position,
+                matrix=s.matrix,
+            )
+            for s in stages
+        ),
+    )
+
+
+async def plan_run(
+    git: MirrorCache, *, repo_url: str, ref: str, sha: str | None, event: str, variables: dict[str, str]
+) -> Planned | PlanFailed:
+    try:
+        commit, text = await read_definition(git, repo_url, ref, sha)
+    except DefinitionError as exc:
+        return PlanFailed(str(exc), sha=sha)
+    except GitError as exc:
+        return PlanFailed(f"could not read the repository: {exc}", sha=sha)
+    return planned_from_text(text, sha=commit, ref=ref, event=event, variables=variables)

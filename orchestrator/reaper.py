@@ -1,0 +1,88 @@
+"""The lease reaper: attempts whose worker stopped renewing the lease are marked lost (their
+fencing token no longer admits a result) and reported as finished with `lost_worker`, so
+`decide()` retries them as new attempts or fails the stage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.repositories.attempts import reap_expired
+from events.envelope import new_envelope
+from events.outbox import PendingEvent, add_events
+from events.topics import Topics
+from schemas.events import AttemptFinished
+from schemas.states import AttemptStatus, FailureKind
+
+log = structlog.get_logger(__name__)
+
+
+class LeaseReaper:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        topics: Topics,
+        *,
+        interval_s: float,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self._topics = topics
+        self._interval = interval_s
+        self._on_commit = on_commit
+        self._stopping = asyncio.Event()
+        self.reaped = 0
+
+    async def reap_once(self) -> int:
+        async with self._sessions.begin() as session:
+            lost = await reap_expired(session)
+            events = [
+                PendingEvent(
+                    self._topics.stage_results,
+                    new_envelope(
+                        AttemptFinished(
+                            run_id=a.run_id,
+                            stage_id=a.stage_id,
+                            attempt_id=a.attempt_id,
+                            stage=a.stage,
+                            number=a.number,
+                            status=AttemptStatus.LOST.value,
+                            failure_kind=FailureKind.LOST_WORKER.value,
+                            failure_reason=a.reason,
+                            worker_id=a.worker_id,
+                            finished_at=a.finished_at,
+                        ),
+                        key=str(a.run_id),
+                    ),
+                )
+                for a in lost
+            ]
+            await add_events(session, events)
+        for a in lost:
+            log.warning(
+                "lease expired; attempt lost",
+                run_id=str(a.run_id),
+                stage=a.stage,
+                attempt=a.number,
+                worker_id=a.worker_id,
+            )
+        if lost:
+            self.reaped += len(lost)
+            self._on_commit()
+        return len(lost)
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.reap_once()
+            except Exception as exc:
+                log.warning("lease reaper failed; retrying", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+
+    def stop(self) -> None:
+        self._stopping.set()

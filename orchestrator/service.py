@@ -1,0 +1,56 @@
+"""`comet orchestrator`: consumes webhook, run-command and stage-result topics in one consumer
+group (instances share partitions), runs the lease reaper and an outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+from workers.git import MirrorCache
+
+from config.settings import OrchestratorSettings
+from events.backbone import Backbone
+from events.consumer import EventConsumer
+from events.deadletters import DeadLetterSink
+from orchestrator.handlers import RunEngine
+from orchestrator.reaper import LeaseReaper
+
+log = structlog.get_logger(__name__)
+
+
+class OrchestratorService:
+    def __init__(self, settings: OrchestratorSettings) -> None:
+        self.settings = settings
+        self.backbone = Backbone(settings, "orchestrator", relay_enabled=settings.relay)
+        b = self.backbone
+        self.engine = RunEngine(
+            b.sessions, b.topics, MirrorCache(Path(settings.git_cache_dir)), on_commit=b.wake_relay
+        )
+        self.consumer = EventConsumer(
+            name="orchestrator",
+            topics=b.topics.orchestrator_inputs(),
+            group_id=b.topics.orchestrator_group,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            handler=self.engine.handle,
+            dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.orchestrator_group),
+        )
+        self.reaper = LeaseReaper(
+            b.sessions, b.topics, interval_s=settings.reaper_interval_s, on_commit=b.wake_relay
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.backbone.start_kafka()
+        tasks = [
+            asyncio.create_task(self.consumer.run(), name="orchestrator-consumer"),
+            asyncio.create_task(self.reaper.run(), name="lease-reaper"),
+        ]
+        log.info("orchestrator started", topics=self.backbone.topics.orchestrator_inputs())
+        try:
+            await stop.wait()
+        finally:
+            self.consumer.stop()
+            self.reaper.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.backbone.stop()
+            log.info("orchestrator stopped")

@@ -1,0 +1,228 @@
+"""`comet worker`: consumes its pool's dispatch topic, claims attempts up to `concurrency` at a
+time, runs each in a task (the consumer never waits for a stage: it commits the offset once the
+claim is committed and pauses while every slot is busy), heartbeats leases, obeys cancellation
+(`LISTEN comet_cancel` plus the heartbeat's flag) and drains on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from config.settings import WorkerSettings
+from db.engine import asyncpg_dsn
+from db.repositories import attempts as attempts_repo
+from db.repositories import workers as workers_repo
+from events.backbone import Backbone
+from events.consumer import EventConsumer, Received
+from events.deadletters import DeadLetterSink
+from events.envelope import new_envelope
+from events.outbox import PendingEvent, add_events
+from schemas.events import AttemptDispatched, AttemptStarted
+from workers.git import MirrorCache
+from workers.runner import AttemptRunner, RunningAttempt
+from workers.workspace import Workspaces
+
+log = structlog.get_logger(__name__)
+
+
+class WorkerService:
+    def __init__(self, settings: WorkerSettings, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.backbone = Backbone(settings, "worker", relay_enabled=settings.relay)
+        b = self.backbone
+        self.workspaces = Workspaces(Path(settings.workspace_dir))
+        self.runner = AttemptRunner(
+            settings,
+            b.sessions,
+            b.topics,
+            MirrorCache(Path(settings.git_cache_dir)),
+            self.workspaces,
+            self.worker_id,
+            on_commit=b.wake_relay,
+        )
+        self.running: dict[uuid.UUID, RunningAttempt] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.draining = False
+        self.consumer = EventConsumer(
+            name=f"worker-{settings.pool}",
+            topics=[b.topics.dispatch(settings.pool)],
+            group_id=b.topics.worker_group(settings.pool),
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            handler=self._on_dispatch,
+            dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.worker_group(settings.pool)),
+            capacity=self._free_slots,
+            max_batch=settings.concurrency,
+        )
+
+    def _free_slots(self) -> int:
+        return 0 if self.draining else self.settings.concurrency - len(self.running)
+
+    async def _on_dispatch(self, batch: list[Received]) -> None:
+        """Claim each dispatched attempt (one transaction each, with its `attempt.started` event)."""
+        for received in batch:
+            payload = received.envelope.typed()
+            if not isinstance(payload, AttemptDispatched):
+                continue
+            async with self.backbone.sessions.begin() as session:
+                claim = await attempts_repo.claim(
+                    session, payload.attempt_id, self.worker_id, self.settings.lease_s
+                )
+                if claim is None:
+                    continue  # already claimed, finished, or cancelled: a redelivery
+                started = AttemptStarted(
+                    run_id=claim.run_id,
+                    stage_id=claim.stage_id,
+                    attempt_id=claim.attempt_id,
+                    stage=claim.stage,
+                    number=claim.number,
+                    worker_id=self.worker_id,
+                    fencing_token=claim.fencing_token,
+                    started_at=claim.started_at,
+                )
+                envelope = new_envelope(
+                    started,
+                    key=str(claim.run_id),
+                    correlation_id=received.envelope.correlation_id,
+                    causation_id=str(received.envelope.event_id),
+                )
+                await add_events(session, [PendingEvent(self.backbone.topics.stage_results, envelope)])
+            self.backbone.wake_relay()
+            attempt = RunningAttempt(claim)
+            self.running[claim.attempt_id] = attempt
+            with structlog.contextvars.bound_contextvars(run_id=str(claim.run_id), stage=claim.stage):
+                log.info("attempt claimed", attempt=claim.number, token=claim.fencing_token)
+            task = asyncio.create_task(self._run(attempt), name=f"attempt-{claim.attempt_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, attempt: RunningAttempt) -> None:
+        try:
+            with structlog.contextvars.bound_contextvars(
+                run_id=str(attempt.claim.run_id), stage=attempt.claim.stage
+            ):
+                await self.runner.run(attempt)
+        except Exception as exc:
+            log.exception("attempt crashed in the worker", error=repr(exc))
+        finally:
+            self.running.pop(attempt.claim.attempt_id, None)
+            self.consumer.capacity_changed()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                await self.heartbeat_once()
+            except Exception as exc:
+                log.warning("heartbeat failed", error=repr(exc))
+
+    async def heartbeat_once(self) -> None:
+        leases = [(a.claim.attempt_id, a.claim.fencing_token) for a in self.running.values()]
+        async with self.backbone.sessions.begin() as session:
+            held = await attempts_repo.heartbeat(session, leases, self.settings.lease_s)
+            await workers_repo.beat(
+                session,
+                self.worker_id,
+                busy=len(self.running),
+                status="draining" if self.draining else "active",
+            )
+        for attempt_id, attempt in list(self.running.items()):
+            lease = held.get(attempt_id)
+            if lease is None:
+                # Our lease expired (we were paused or cut off): someone else may run it now.
+                log.warning(
+                    "lease lost; stopping the stage", stage=attempt.claim.stage, attempt=attempt.claim.number
+                )
+                attempt.lease_lost = True
+                attempt.cancel.set()
+            elif lease.cancel_requested:
+                attempt.cancel.set()
+
+    async def _listen_cancels(self) -> None:
+        dsn = asyncpg_dsn(self.settings.database_url)
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn)
+                await conn.add_listener("comet_cancel", self._on_cancel_notice)
+                while not conn.is_closed():
+                    await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("cancel listener reconnecting", error=repr(exc))
+                await asyncio.sleep(1.0)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2)
+
+    def _on_cancel_notice(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            attempt = self.running.get(uuid.UUID(payload))
+            if attempt is not None:
+                log.info("cancel requested", stage=attempt.claim.stage, attempt=attempt.claim.number)
+                attempt.cancel.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        b = self.backbone
+        await b.start_kafka()
+        await b.admin.ensure([b.topics.dispatch(self.settings.pool)])
+        async with b.sessions.begin() as session:
+            await workers_repo.register(
+                session,
+                worker_id=self.worker_id,
+                pool=self.settings.pool,
+                labels_json=json.dumps(self.settings.labels),
+                concurrency=self.settings.concurrency,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+            )
+        background = [
+            asyncio.create_task(self.consumer.run(), name="worker-consumer"),
+            asyncio.create_task(self._heartbeats(), name="heartbeats"),
+            asyncio.create_task(self._listen_cancels(), name="cancel-listener"),
+        ]
+        log.info(
+            "worker started",
+            worker_id=self.worker_id,
+            pool=self.settings.pool,
+            concurrency=self.settings.concurrency,
+            labels=self.settings.labels,
+        )
+        try:
+            await stop.wait()
+            await self.drain()
+        finally:
+            self.consumer.stop()
+            for task in background[1:]:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                async with b.sessions.begin() as session:
+                    await workers_repo.leave(session, self.worker_id)
+            await b.stop()
+            log.info("worker stopped", worker_id=self.worker_id)
+
+    async def drain(self) -> None:
+        """No new claims; let running stages finish (heartbeats go on) up to the drain timeout,
+        then stop them: their leases expire and the reaper hands them to other workers."""
+        self.draining = True
+        self.consumer.capacity_changed()
+        if self._tasks:
+            log.info("draining", running=len(self._tasks), timeout_s=self.settings.drain_timeout_s)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout_s)
+            if pending:
+                log.warning("drain timeout; stopping running stages", count=len(pending))
+                for attempt in self.running.values():
+                    attempt.lease_lost = True
+                    attempt.cancel.set()
+                await asyncio.wait(pending, timeout=self.settings.kill_grace_s + 5)
