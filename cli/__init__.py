@@ -1,0 +1,1 @@
+"""The `comet` command line."""

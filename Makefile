@@ -1,0 +1,36 @@
+# Comet: the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.PHONY: help run test up down services services-down bench lint
+
+help:
+	@echo "make run            - services + migrations + demo + api, orchestrator, 2 workers (Ctrl-C stops)"
+	@echo "make test           - the whole test suite on real Kafka and Postgres, with coverage"
+	@echo "make up / make down - the same platform in the background / stop it"
+	@echo "make services       - only Kafka + PostgreSQL; make services-down stops them"
+	@echo "make bench          - benchmarks, as ratios of raw Kafka and Postgres references"
+	@echo "make lint           - ruff + mypy"
+
+run:
+	@scripts/platform.sh run
+
+up:
+	@scripts/platform.sh up
+
+down:
+	@scripts/platform.sh down
+
+services:
+	@scripts/services.sh start
+
+services-down:
+	@scripts/services.sh stop
+
+test:
+	@scripts/test.sh
+
+bench:
+	@scripts/bench.sh
+
+lint:
+	@scripts/python.sh -c "" && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy

@@ -1,0 +1,139 @@
+"""The `comet` command: one entry point for every process and operator task (CONTRACT §3).
+
+Errors a user can cause (bad settings, bad arguments, unreachable services) end in one clear
+line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from config.logging import configure
+from config.settings import (
+    ApiSettings,
+    CommonSettings,
+    OrchestratorSettings,
+    SettingsError,
+    WorkerSettings,
+    load,
+    parse_labels,
+)
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Comet CI/CD backend."
+)
+user_app = typer.Typer(no_args_is_help=True, help="Manage users.")
+app.add_typer(user_app, name="user")
+demo_app = typer.Typer(no_args_is_help=True, help="The demo that `make run` sets up.")
+app.add_typer(demo_app, name="demo")
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+class CliError(Exception):
+    """A failure to report as one line, with exit status 1."""
+
+
+def _settings(cls: type[S], process: str, **overrides: object) -> S:
+    settings = load(cls, **overrides)
+    configure(process, level=settings.log_level, fmt=settings.log_format)
+    return settings
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API (FastAPI on uvicorn)."""
+    from api.main import serve
+
+    serve(_settings(ApiSettings, "api"))
+
+
+@app.command()
+def orchestrator() -> None:
+    """Run an orchestrator instance (several share the work by Kafka partitions)."""
+    from cli.process import run_until_signalled
+    from orchestrator.service import OrchestratorService
+
+    service = OrchestratorService(_settings(OrchestratorSettings, "orchestrator"))
+    run_until_signalled(service.run)
+
+
+@app.command()
+def worker(
+    pool: Annotated[str | None, typer.Option(help="Pool whose stages this worker runs.")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, max=256, help="Stages run at once.")] = None,
+    labels: Annotated[str | None, typer.Option(help="Labels as k=v,k2=v2.")] = None,
+) -> None:
+    """Run a worker: claims and runs stages of its pool."""
+    from cli.process import run_until_signalled
+    from workers.service import WorkerService
+
+    overrides: dict[str, object] = {}
+    if pool is not None:
+        overrides["pool"] = pool
+    if concurrency is not None:
+        overrides["concurrency"] = concurrency
+    if labels is not None:
+        try:
+            overrides["labels"] = parse_labels(labels)
+        except ValueError as exc:
+            raise CliError(f"--labels: {exc}") from None
+    service = WorkerService(_settings(WorkerSettings, "worker", **overrides))
+    run_until_signalled(service.run)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (alembic upgrade head)."""
+    from db.migrations import upgrade
+
+    settings = _settings(CommonSettings, "migrate")
+    upgrade(settings.database_url)
+    typer.echo("database is at the latest migration")
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="Login e-mail.")],
+    password: Annotated[str, typer.Option(help="Password (at least 12 characters).")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user a global admin.")] = False,
+) -> None:
+    """Create a user who can log in with e-mail and password."""
+    from cli.users import create_user
+
+    settings = _settings(CommonSettings, "cli")
+    user_id = create_user(settings, email=email, password=password, admin=admin)
+    typer.echo(f"created user {email} ({user_id}){' with admin rights' if admin else ''}")
+
+
+@demo_app.command("seed")
+def demo_seed(
+    repo: Annotated[Path, typer.Option(help="Where the demo git repository lives.")],
+    credentials: Annotated[Path, typer.Option(help="File that keeps the demo login.")],
+) -> None:
+    """Create the demo admin, repository and project (idempotent)."""
+    from cli.demo import seed
+
+    typer.echo(seed(_settings(CommonSettings, "cli"), repo, credentials))
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:
+        print(f"comet: configuration error:\n{exc}", file=sys.stderr)
+        sys.exit(2)
+    except CliError as exc:
+        print(f"comet: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:
+        print(f"comet: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Brings the whole platform up: services, migrations, demo seed, then api + orchestrator + 2 workers.
+#   scripts/platform.sh run   - in the foreground; Ctrl-C stops everything
+#   scripts/platform.sh up    - in the background; returns once /readyz is green
+#   scripts/platform.sh down  - stops what `up` started, then the services
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+RUN_DIR="$COMET_HOME/run"
+PROCS=(api orchestrator worker-1 worker-2)
+
+prepare() {
+  "$ROOT/scripts/python.sh" -c "" # installs uv and the locked dependencies when missing
+  [ -n "${COMET_DATABASE_URL:-}" ] && PRESET_DB=1 || PRESET_DB=
+  [ -n "${COMET_KAFKA_BOOTSTRAP_SERVERS:-}" ] && PRESET_KAFKA=1 || PRESET_KAFKA=
+  "$ROOT/scripts/services.sh" start
+  source "$ROOT/scripts/env.sh"
+  "$COMET" migrate >/dev/null
+  "$COMET" demo seed --repo "$COMET_HOME/demo-repo" --credentials "$COMET_HOME/demo-credentials"
+  mkdir -p "$RUN_DIR"
+}
+
+start_one() {
+  local name="$1"; shift
+  "$COMET" "$@" >>"$RUN_DIR/$name.log" 2>&1 &
+  echo $! > "$RUN_DIR/$name.pid"
+}
+
+start_all() {
+  start_one api api
+  start_one orchestrator orchestrator
+  start_one worker-1 worker --pool default --concurrency 4
+  start_one worker-2 worker --pool default --concurrency 4
+}
+
+stop_all() {
+  local name
+  for name in "${PROCS[@]}"; do
+    if pid_alive "$RUN_DIR/$name.pid"; then kill -TERM "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null || true; fi
+  done
+  for name in "${PROCS[@]}"; do
+    local f="$RUN_DIR/$name.pid" i
+    pid_alive "$f" || continue
+    for i in $(seq 1 150); do pid_alive "$f" || break; sleep 0.2; done
+    pid_alive "$f" && kill -KILL "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  done
+}
+
+wait_ready() {
+  local i
+  for i in $(seq 1 300); do
+    if curl -fsS "http://$COMET_API_HOST:$COMET_API_PORT/readyz" >/dev/null 2>&1; then return 0; fi
+    for name in "${PROCS[@]}"; do
+      pid_alive "$RUN_DIR/$name.pid" || { tail -n 30 "$RUN_DIR/$name.log" >&2; die "$name exited during start-up (log: $RUN_DIR/$name.log)"; }
+    done
+    sleep 0.2
+  done
+  die "the API did not become ready within 60 s (logs: $RUN_DIR)"
+}
+
+banner() {
+  local base="http://$COMET_API_HOST:$COMET_API_PORT"
+  # shellcheck disable=SC1091
+  source "$COMET_HOME/demo-credentials"
+  cat <<MSG
+
+  Comet is up.
+    API docs   $base/docs
+    health     $base/readyz   metrics $base/metrics
+    logs       $RUN_DIR/*.log
+    demo user  $DEMO_EMAIL / $DEMO_PASSWORD
+
+  Trigger the demo pipeline (fan-out to parallel stages, then fan-in):
+
+    scripts/demo.sh
+
+MSG
+}
+
+case "${1:-}" in
+  run)
+    prepare
+    stop_all
+    trap 'echo; say "stopping"; stop_all; exit 0' INT TERM
+    start_all
+    wait_ready
+    banner
+    say "Ctrl-C stops everything"
+    tail -q -n 0 -F "$RUN_DIR"/{api,orchestrator,worker-1,worker-2}.log &
+    TAIL=$!
+    while true; do
+      for name in "${PROCS[@]}"; do
+        pid_alive "$RUN_DIR/$name.pid" || { kill "$TAIL" 2>/dev/null; say "$name exited; stopping"; stop_all; exit 1; }
+      done
+      sleep 1
+    done ;;
+  up)
+    prepare
+    if pid_alive "$RUN_DIR/api.pid"; then say "already up"; wait_ready; banner; exit 0; fi
+    start_all
+    wait_ready
+    banner ;;
+  down)
+    stop_all
+    say "Comet processes stopped"
+    "$ROOT/scripts/services.sh" stop ;;
+  *) die "usage: scripts/platform.sh run|up|down" ;;
+esac

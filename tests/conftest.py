@@ -1,0 +1,3 @@
+"""Test-wide settings: integration tests need the services `make services` started (or any
+Kafka and Postgres named by COMET_KAFKA_BOOTSTRAP_SERVERS / COMET_DATABASE_URL). In CI a missing
+service fails the run; nothing is skipped."""
