@@ -450,6 +450,7 @@ def upgrade() -> None:
         sa.Column("pipeline_name", sa.String(length=200), nullable=True),
         sa.Column("concurrency_group", sa.String(length=500), nullable=True),
         sa.Column("failure_reason", sa.Text(), nullable=True),
+        sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("retry_of_status", sa.String(length=32), nullable=True),
         sa.Column("retries", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("created_by", sa.UUID(), nullable=True),

@@ -1,0 +1,174 @@
+"""The event backbone on the real broker and database: outbox → relay → Kafka → consumer →
+inbox, redelivery absorbed by the inbox, undecodable messages dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import func, select, text
+
+from config.settings import OrchestratorSettings
+from db.models import DeadLetter, OutboxEvent
+from events.backbone import Backbone
+from events.consumer import EventConsumer, Received
+from events.deadletters import DeadLetterSink
+from events.envelope import new_envelope
+from events.inbox import claim_new
+from events.outbox import PendingEvent, add_events
+from events.producer import OutgoingMessage
+from schemas.events import RunCancelRequested
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def backbone(common_env: dict[str, str]) -> AsyncIterator[Backbone]:
+    settings = OrchestratorSettings(**{**common_env, "topic_namespace": f"bb{secrets.token_hex(4)}"})  # type: ignore[arg-type]
+    bb = Backbone(settings, "test")
+    await bb.start_kafka()
+    yield bb
+    await bb.stop()
+
+
+class CountingHandler:
+    """Applies each event at most once per consumer name, counting effects (the inbox pattern)."""
+
+    def __init__(self, backbone: Backbone, name: str) -> None:
+        self.backbone = backbone
+        self.name = name
+        self.seen: list[uuid.UUID] = []
+        self.applied: list[uuid.UUID] = []
+        self.event = asyncio.Event()
+
+    async def __call__(self, batch: list[Received]) -> None:
+        async with self.backbone.sessions.begin() as session:
+            fresh = await claim_new(session, self.name, [r.envelope.event_id for r in batch])
+        for r in batch:
+            self.seen.append(r.envelope.event_id)
+            if r.envelope.event_id in fresh:
+                self.applied.append(r.envelope.event_id)
+        self.event.set()
+
+
+async def _until(predicate: object, timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+def _consumer(backbone: Backbone, handler: CountingHandler, topic: str) -> EventConsumer:
+    return EventConsumer(
+        name=handler.name,
+        topics=[topic],
+        group_id=f"{backbone.topics.namespace}.{handler.name}",
+        bootstrap_servers=backbone.settings.kafka_bootstrap_servers,
+        handler=handler,
+        dead_letters=DeadLetterSink(backbone.sessions, backbone.topics, handler.name),
+    )
+
+
+async def test_an_outbox_event_reaches_the_consumer_once_and_a_redelivery_changes_nothing(backbone: Backbone) -> None:
+    topic = backbone.topics.run_commands
+    envelope = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k1")
+    async with backbone.sessions.begin() as session:
+        await add_events(session, [PendingEvent(topic, envelope)])
+    backbone.wake_relay()
+    handler = CountingHandler(backbone, "inbox-test")
+    consumer = _consumer(backbone, handler, topic)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _until(lambda: envelope.event_id in handler.seen)
+        # The same event again, as after a relay crash between publish and mark.
+        await backbone.producer.send_many([OutgoingMessage(topic, b"k1", envelope.encode())])
+        await _until(lambda: handler.seen.count(envelope.event_id) == 2)
+    finally:
+        consumer.stop()
+        await task
+    assert handler.applied == [envelope.event_id]
+    async with backbone.sessions() as session:
+        row = (await session.scalars(select(OutboxEvent).where(OutboxEvent.event_id == envelope.event_id))).one()
+    assert row.published_at is not None, "the relay did not mark the row published"
+
+
+async def test_an_undecodable_message_is_dead_lettered_with_its_reason_and_the_consumer_moves_on(
+    backbone: Backbone,
+) -> None:
+    topic = backbone.topics.stage_results
+    good = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k2")
+    await backbone.producer.send_many(
+        [
+            OutgoingMessage(topic, b"k2", b"{not json"),
+            OutgoingMessage(topic, b"k2", orjson.dumps({**good.model_dump(mode="json"), "type": "no.such.type"})),
+            OutgoingMessage(topic, b"k2", good.encode()),
+        ]
+    )
+    handler = CountingHandler(backbone, "dlq-test")
+    consumer = _consumer(backbone, handler, topic)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _until(lambda: good.event_id in handler.applied)
+    finally:
+        consumer.stop()
+        await task
+    async with backbone.sessions() as session:
+        letters = (
+            await session.scalars(select(DeadLetter).where(DeadLetter.consumer == "dlq-test").order_by(DeadLetter.offset))
+        ).all()
+    assert [d.value for d in letters][0] == b"{not json"
+    assert "not JSON" in letters[0].reason
+    assert "unknown event type 'no.such.type'" in letters[1].reason
+    backbone.wake_relay()
+    dlq = AIOKafkaConsumer(
+        backbone.topics.dead_letters,
+        bootstrap_servers=backbone.settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await dlq.start()
+    try:
+        reasons: list[str] = []
+        async with asyncio.timeout(30):
+            while len(reasons) < 2:
+                message = await dlq.getone()
+                assert message.value is not None
+                reasons.append(orjson.loads(message.value)["payload"]["reason"])
+    finally:
+        await dlq.stop()
+    assert any("not JSON" in r for r in reasons)
+
+
+async def test_committed_offsets_mean_a_restarted_consumer_does_not_see_old_events_again(backbone: Backbone) -> None:
+    topic = backbone.topics.webhooks
+    first = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k3")
+    await backbone.producer.send_many([OutgoingMessage(topic, b"k3", first.encode())])
+    handler = CountingHandler(backbone, "restart-test")
+    consumer = _consumer(backbone, handler, topic)
+    task = asyncio.create_task(consumer.run())
+    await _until(lambda: first.event_id in handler.seen)
+    consumer.stop()
+    await task
+
+    second = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k3")
+    await backbone.producer.send_many([OutgoingMessage(topic, b"k3", second.encode())])
+    again = CountingHandler(backbone, "restart-test")
+    consumer = _consumer(backbone, again, topic)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _until(lambda: second.event_id in again.seen)
+    finally:
+        consumer.stop()
+        await task
+    assert first.event_id not in again.seen
+
+
+async def test_the_outbox_trigger_notifies_listeners_on_insert(backbone: Backbone) -> None:
+    async with backbone.sessions() as session:
+        count = (await session.execute(select(func.count()).select_from(text("pg_trigger")).where(
+            text("tgname = 'outbox_notify'")))).scalar_one()
+    assert count == 1
