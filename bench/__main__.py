@@ -1,0 +1,117 @@
+"""`python -m bench`: measures the references, runs the registered scenarios, prints the report.
+
+Settings come from the `COMET_*` environment like every Comet process; the services must be
+running (`make services`). Progress goes to stderr, the report to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import uvloop
+from sqlalchemy.engine import make_url
+
+from bench.references import ReferenceUnavailableError, measure_references
+from bench.report import Section, render
+from bench.scenarios import BenchContext, ScenarioInfo, discover
+from config.logging import configure
+from config.settings import CommonSettings, SettingsError, load
+
+FULL_SAMPLES = 500
+QUICK_SAMPLES = 100
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_SAMPLES} samples instead of {FULL_SAMPLES}"
+    )
+    parser.add_argument(
+        "--samples", type=int, metavar="N", help="samples per latency figure (overrides --quick)"
+    )
+    parser.add_argument(
+        "--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)"
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    return parser
+
+
+def _progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _select(available: list[ScenarioInfo], names: list[str] | None) -> list[ScenarioInfo]:
+    if not names:
+        return available
+    known = {s.name: s for s in available}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(
+            f"bench: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(known) or 'none'}"
+        )
+    return [known[n] for n in names]
+
+
+async def _run(settings: CommonSettings, samples: int, quick: bool, scenarios: list[ScenarioInfo]) -> int:
+    _progress(f"measuring the references ({samples} samples each)")
+    started = time.perf_counter()
+    try:
+        references = await measure_references(settings, samples)
+    except ReferenceUnavailableError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    sections = [
+        Section(
+            f"references ({samples} samples each, measured in {time.perf_counter() - started:.1f} s)",
+            references.figures(),
+            notes=(
+                f"{references.kafka.name}: {references.kafka.note}",
+                f"{references.postgres.name}: {references.postgres.note}",
+            ),
+        )
+    ]
+    ctx = BenchContext(settings=settings, samples=samples, quick=quick, references=references)
+    failed = 0
+    for scenario in scenarios:
+        _progress(f"scenario {scenario.name}")
+        try:
+            figures = await scenario.run(ctx)
+        except Exception as exc:
+            failed += 1
+            sections.append(Section(scenario.summary or scenario.name, [], notes=(f"FAILED: {exc!r}",)))
+            continue
+        sections.append(Section(scenario.summary or scenario.name, figures))
+    url = make_url(settings.database_url)
+    print(
+        f"Comet benchmarks: Kafka {settings.kafka_bootstrap_servers}, "
+        f"PostgreSQL {url.host}:{url.port}/{url.database}\n"
+    )
+    print(render(sections))
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    scenarios = discover()
+    if args.list:
+        for s in scenarios:
+            print(f"{s.name:<24} {s.summary}")
+        return 0
+    selected = _select(scenarios, args.scenario)
+    try:
+        settings = load(CommonSettings)
+    except SettingsError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    configure("bench", level="warning", fmt=settings.log_format or "console")
+    samples = args.samples or (QUICK_SAMPLES if args.quick else FULL_SAMPLES)
+    if samples < 1:
+        print("bench: --samples must be at least 1", file=sys.stderr)
+        return 2
+    return uvloop.run(_run(settings, samples, args.quick, selected))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
