@@ -6,13 +6,16 @@ from __future__ import annotations
 from schemas.expressions import DEFAULT_CONDITION, ExpressionContext, ExpressionError, parse_expression
 
 from orchestrator.model import RunState, StageState
-from schemas.states import StageStatus
+from schemas.states import FailureKind, StageStatus
 
 
 def _effective_status(stage: StageState) -> str:
-    # A need that may fail counts as succeeded for its dependents.
+    # A need that may fail counts as succeeded for its dependents; a need skipped because its own
+    # needs failed counts as failed, so `failure()` fires further down the graph (as in GitHub).
     if stage.status is StageStatus.FAILED and stage.allow_failure:
         return StageStatus.SUCCEEDED.value
+    if stage.status is StageStatus.SKIPPED and stage.failure_kind == FailureKind.NEEDS_FAILED:
+        return StageStatus.FAILED.value
     return stage.status.value
 
 

@@ -15,13 +15,11 @@ from schemas.states import StageStatus
 DEFINITION_PATH = ".comet.yml"
 
 
-async def read_definition(git: MirrorCache, repo_url: str, ref: str, sha: str | None) -> tuple[str, str]:
-    """(sha, text) of `.comet.yml` for the run; raises GitError or DefinitionError with the reason."""
+async def read_definition(git: MirrorCache, repo_url: str, ref: str, sha: str | None) -> tuple[str, str | None]:
+    """(sha, text of `.comet.yml` or None when the commit has none); raises GitError."""
     commit = sha or await git.resolve(repo_url, ref)
     raw = await git.read_file(repo_url, commit, DEFINITION_PATH)
-    if raw is None:
-        raise DefinitionError(f"no {DEFINITION_PATH} at the root of the repository at {commit[:12]}")
-    return commit, raw.decode("utf-8", errors="replace")
+    return commit, None if raw is None else raw.decode("utf-8", errors="replace")
 
 
 def concurrency_group(
@@ -71,8 +69,8 @@ async def plan_run(
 ) -> Planned | PlanFailed:
     try:
         commit, text = await read_definition(git, repo_url, ref, sha)
-    except DefinitionError as exc:
-        return PlanFailed(str(exc), sha=sha)
     except GitError as exc:
         return PlanFailed(f"could not read the repository: {exc}", sha=sha)
+    if text is None:
+        return PlanFailed(f"no {DEFINITION_PATH} at the root of the repository at {commit[:12]}", sha=commit)
     return planned_from_text(text, sha=commit, ref=ref, event=event, variables=variables)
