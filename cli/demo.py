@@ -13,7 +13,7 @@ from sqlalchemy import select
 from api.auth.passwords import hash_password
 from config.settings import CommonSettings
 from db.engine import make_engine, make_sessionmaker
-from db.models import Membership, Project, User
+from db.models import Membership, Project
 from db.repositories import users
 from schemas.roles import Role
 

@@ -3,9 +3,8 @@ with the run's ref, event and variables and the status of its needs (default: `s
 
 from __future__ import annotations
 
-from schemas.expressions import DEFAULT_CONDITION, ExpressionContext, ExpressionError, parse_expression
-
 from orchestrator.model import RunState, StageState
+from schemas.expressions import DEFAULT_CONDITION, ExpressionContext, ExpressionError, parse_expression
 from schemas.states import FailureKind, StageStatus
 
 

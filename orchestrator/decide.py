@@ -246,10 +246,15 @@ def _advance(state: RunState, now: datetime) -> Decision:
                 continue
             run_it, why = stage_should_run(stage, needs, state)
             if not run_it:
-                needs_failed = any(s.status in (StageStatus.FAILED, StageStatus.CANCELLED) and not s.allow_failure
-                                   or s.failure_kind == FailureKind.NEEDS_FAILED for s in needs.values())
+                needs_failed = any(
+                    (s.status in (StageStatus.FAILED, StageStatus.CANCELLED) and not s.allow_failure)
+                    or s.failure_kind == FailureKind.NEEDS_FAILED
+                    for s in needs.values()
+                )
                 kind = FailureKind.NEEDS_FAILED.value if needs_failed else None
-                stages[name] = _set_stage(stage, StageStatus.SKIPPED, now, failure_reason=why, failure_kind=kind)
+                stages[name] = _set_stage(
+                    stage, StageStatus.SKIPPED, now, failure_reason=why, failure_kind=kind
+                )
             elif stage.spec.get("approval"):
                 stages[name] = _set_stage(stage, StageStatus.WAITING_APPROVAL, now)
             else:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from workers.git import MirrorCache
 
 from db.models import Project
 from db.repositories import run_state
@@ -43,6 +42,7 @@ from schemas.events import (
     StageApproved,
 )
 from schemas.ids import uuid7
+from workers.git import MirrorCache
 
 log = structlog.get_logger(__name__)
 

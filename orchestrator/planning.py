@@ -4,18 +4,19 @@ result is an input for `decide()`."""
 
 from __future__ import annotations
 
-from schemas.interpolation import interpolate
-from schemas.pipeline import DefinitionError, PipelineDefinition, parse_definition
-from workers.git import GitError, MirrorCache
-
 from orchestrator.model import PlanFailed, Planned, StageState
 from orchestrator.planner import PlanError, plan
+from schemas.interpolation import interpolate
+from schemas.pipeline import DefinitionError, PipelineDefinition, parse_definition
 from schemas.states import StageStatus
+from workers.git import GitError, MirrorCache
 
 DEFINITION_PATH = ".comet.yml"
 
 
-async def read_definition(git: MirrorCache, repo_url: str, ref: str, sha: str | None) -> tuple[str, str | None]:
+async def read_definition(
+    git: MirrorCache, repo_url: str, ref: str, sha: str | None
+) -> tuple[str, str | None]:
     """(sha, text of `.comet.yml` or None when the commit has none); raises GitError."""
     commit = sha or await git.resolve(repo_url, ref)
     raw = await git.read_file(repo_url, commit, DEFINITION_PATH)

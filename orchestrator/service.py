@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 import structlog
-from workers.git import MirrorCache
 
 from config.settings import OrchestratorSettings
 from events.backbone import Backbone
@@ -15,6 +14,7 @@ from events.consumer import EventConsumer
 from events.deadletters import DeadLetterSink
 from orchestrator.handlers import RunEngine
 from orchestrator.reaper import LeaseReaper
+from workers.git import MirrorCache
 
 log = structlog.get_logger(__name__)
 

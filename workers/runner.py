@@ -140,6 +140,8 @@ class AttemptRunner:
     async def _report(
         self, claim: Claim, result: ExecutionResult | None, failure: tuple[str, str] | None
     ) -> None:
+        kind: str | None
+        reason: str | None
         if result is not None and result.failure_kind is None:
             status, kind, reason = AttemptStatus.SUCCEEDED, None, None
         elif result is not None and result.failure_kind == FailureKind.CANCELLED:

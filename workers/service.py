@@ -165,9 +165,9 @@ class WorkerService:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
 
-    def _on_cancel_notice(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_cancel_notice(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         with contextlib.suppress(ValueError):
-            attempt = self.running.get(uuid.UUID(payload))
+            attempt = self.running.get(uuid.UUID(str(payload)))
             if attempt is not None:
                 log.info("cancel requested", stage=attempt.claim.stage, attempt=attempt.claim.number)
                 attempt.cancel.set()

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Run, Stage, StageAttempt
@@ -164,7 +164,8 @@ async def write(session: AsyncSession, changes: Changes) -> None:
     if changes.stage_inserts:
         await session.execute(insert(Stage), changes.stage_inserts)
     connection = await session.connection()
-    for table, rows in ((Run.__table__, changes.run_updates), (Stage.__table__, changes.stage_updates)):
+    tables = (cast(Table, Run.__table__), cast(Table, Stage.__table__))
+    for table, rows in zip(tables, (changes.run_updates, changes.stage_updates), strict=True):
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
             groups.setdefault(tuple(sorted(row)), []).append(row)

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -79,7 +80,7 @@ def namespace() -> str:
 
 
 @pytest.fixture(scope="session")
-def common_env(database_url: str, namespace: str) -> dict[str, str]:
+def common_env(database_url: str, namespace: str) -> dict[str, Any]:
     return {
         "database_url": database_url,
         "kafka_bootstrap_servers": KAFKA,
@@ -107,17 +108,17 @@ class Platform:
 
 @pytest.fixture(scope="session")
 async def platform(
-    common_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    common_env: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
-    orch = OrchestratorService(OrchestratorSettings(**common_env, git_cache_dir=str(root / "orch-git")))  # type: ignore[arg-type]
+    orch = OrchestratorService(OrchestratorSettings(**common_env, git_cache_dir=str(root / "orch-git")))
     platform = Platform(orch)
     stop = asyncio.Event()
     platform.stops.append(stop)
     platform.tasks.append(asyncio.create_task(orch.run(stop)))
     for i in range(2):
         worker = WorkerService(
-            WorkerSettings(  # type: ignore[arg-type]
+            WorkerSettings(
                 **common_env,
                 concurrency=4,
                 workspace_dir=str(root / f"ws{i}"),
@@ -153,7 +154,7 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def make_repo(path: Path, files: dict[str, str]) -> tuple[Path, str]:
+def make_repo(path: Path, files: dict[str, Any]) -> tuple[Path, str]:
     """A real git repository at `path` with `files` committed on main; returns (path, sha)."""
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)

@@ -62,7 +62,11 @@ async def test_fan_out_fan_in_run_succeeds_with_its_parallel_stages_overlapping(
         "join": "succeeded",
     }
     left, right, join = stages["left"], stages["right"], stages["join"]
-    assert left.started_at and left.finished_at and right.started_at and right.finished_at and join.started_at
+    assert left.started_at
+    assert left.finished_at
+    assert right.started_at
+    assert right.finished_at
+    assert join.started_at
     assert left.started_at < right.finished_at
     assert right.started_at < left.finished_at, "left and right did not run at the same time"
     assert join.started_at >= max(left.finished_at, right.finished_at)

@@ -47,7 +47,9 @@ async def test_models_and_migrations_do_not_drift(database_url: str) -> None:
     try:
         async with engine.connect() as conn:
             diff = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata)
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                )
             )
     finally:
         await engine.dispose()

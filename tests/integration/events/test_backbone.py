@@ -7,6 +7,7 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -28,8 +29,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def backbone(common_env: dict[str, str]) -> AsyncIterator[Backbone]:
-    settings = OrchestratorSettings(**{**common_env, "topic_namespace": f"bb{secrets.token_hex(4)}"})  # type: ignore[arg-type]
+async def backbone(common_env: dict[str, Any]) -> AsyncIterator[Backbone]:
+    settings = OrchestratorSettings(**{**common_env, "topic_namespace": f"bb{secrets.token_hex(4)}"})
     bb = Backbone(settings, "test")
     await bb.start_kafka()
     yield bb
@@ -73,7 +74,9 @@ def _consumer(backbone: Backbone, handler: CountingHandler, topic: str) -> Event
     )
 
 
-async def test_an_outbox_event_reaches_the_consumer_once_and_a_redelivery_changes_nothing(backbone: Backbone) -> None:
+async def test_an_outbox_event_reaches_the_consumer_once_and_a_redelivery_changes_nothing(
+    backbone: Backbone,
+) -> None:
     topic = backbone.topics.run_commands
     envelope = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k1")
     async with backbone.sessions.begin() as session:
@@ -92,7 +95,9 @@ async def test_an_outbox_event_reaches_the_consumer_once_and_a_redelivery_change
         await task
     assert handler.applied == [envelope.event_id]
     async with backbone.sessions() as session:
-        row = (await session.scalars(select(OutboxEvent).where(OutboxEvent.event_id == envelope.event_id))).one()
+        row = (
+            await session.scalars(select(OutboxEvent).where(OutboxEvent.event_id == envelope.event_id))
+        ).one()
     assert row.published_at is not None, "the relay did not mark the row published"
 
 
@@ -104,7 +109,9 @@ async def test_an_undecodable_message_is_dead_lettered_with_its_reason_and_the_c
     await backbone.producer.send_many(
         [
             OutgoingMessage(topic, b"k2", b"{not json"),
-            OutgoingMessage(topic, b"k2", orjson.dumps({**good.model_dump(mode="json"), "type": "no.such.type"})),
+            OutgoingMessage(
+                topic, b"k2", orjson.dumps({**good.model_dump(mode="json"), "type": "no.such.type"})
+            ),
             OutgoingMessage(topic, b"k2", good.encode()),
         ]
     )
@@ -118,9 +125,11 @@ async def test_an_undecodable_message_is_dead_lettered_with_its_reason_and_the_c
         await task
     async with backbone.sessions() as session:
         letters = (
-            await session.scalars(select(DeadLetter).where(DeadLetter.consumer == "dlq-test").order_by(DeadLetter.offset))
+            await session.scalars(
+                select(DeadLetter).where(DeadLetter.consumer == "dlq-test").order_by(DeadLetter.offset)
+            )
         ).all()
-    assert [d.value for d in letters][0] == b"{not json"
+    assert letters[0].value == b"{not json"
     assert "not JSON" in letters[0].reason
     assert "unknown event type 'no.such.type'" in letters[1].reason
     backbone.wake_relay()
@@ -143,7 +152,9 @@ async def test_an_undecodable_message_is_dead_lettered_with_its_reason_and_the_c
     assert any("not JSON" in r for r in reasons)
 
 
-async def test_committed_offsets_mean_a_restarted_consumer_does_not_see_old_events_again(backbone: Backbone) -> None:
+async def test_committed_offsets_mean_a_restarted_consumer_does_not_see_old_events_again(
+    backbone: Backbone,
+) -> None:
     topic = backbone.topics.webhooks
     first = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k3")
     await backbone.producer.send_many([OutgoingMessage(topic, b"k3", first.encode())])
@@ -169,6 +180,9 @@ async def test_committed_offsets_mean_a_restarted_consumer_does_not_see_old_even
 
 async def test_the_outbox_trigger_notifies_listeners_on_insert(backbone: Backbone) -> None:
     async with backbone.sessions() as session:
-        count = (await session.execute(select(func.count()).select_from(text("pg_trigger")).where(
-            text("tgname = 'outbox_notify'")))).scalar_one()
+        count = (
+            await session.execute(
+                select(func.count()).select_from(text("pg_trigger")).where(text("tgname = 'outbox_notify'"))
+            )
+        ).scalar_one()
     assert count == 1

@@ -16,8 +16,8 @@ from orchestrator.model import (
     CancelAttempts,
     CancelRequested,
     DispatchAttempt,
-    Planned,
     PlanFailed,
+    Planned,
     RetryRequested,
     RunState,
     StageState,
@@ -29,8 +29,15 @@ S = StageStatus
 
 
 def stage(
-    name: str, *needs: str, status: StageStatus = S.PENDING, attempt: int = 0, **spec: object
+    name: str,
+    *needs: str,
+    status: StageStatus = S.PENDING,
+    attempt: int = 0,
+    condition: str | None = None,
+    **spec: object,
 ) -> StageState:
+    if condition is not None:
+        spec["if"] = condition
     return StageState(name=name, status=status, needs=needs, spec={"script": "true", **spec}, attempt=attempt)
 
 
@@ -275,7 +282,7 @@ def test_a_false_if_skips_the_stage_without_failing_the_run() -> None:
     state = run(
         RunStatus.RUNNING,
         stage("a", status=S.RUNNING, attempt=1),
-        stage("deploy", "a", **{"if": "ref == 'refs/heads/prod'"}),
+        stage("deploy", "a", condition="ref == 'refs/heads/prod'"),
     )
     d = decide(state, AttemptFinishedInput("a", 1, "succeeded", 0), NOW)
     assert d.state.stages["deploy"].status is S.SKIPPED
@@ -286,7 +293,7 @@ def test_an_always_condition_runs_cleanup_after_a_failure() -> None:
     state = run(
         RunStatus.RUNNING,
         stage("a", status=S.RUNNING, attempt=1),
-        stage("cleanup", "a", **{"if": "always()"}),
+        stage("cleanup", "a", condition="always()"),
     )
     d = decide(state, AttemptFinishedInput("a", 1, "failed", 1, "script_failure"), NOW)
     assert d.state.stages["cleanup"].status is S.QUEUED
