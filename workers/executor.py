@@ -92,12 +92,19 @@ def _write_script(script_dir: Path, script: str) -> Path:
     return Path(name)
 
 
+# If the worker dies (kill -9), the kernel kills the stage's shell too instead of leaving it
+# running unsupervised; its lease expires and the stage is re-dispatched as a new attempt.
+_SETPRIV = shutil.which("setpriv")
+_DEATH_SIGNAL: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV else ()
+
+
 async def _spawn(
     script_path: Path, cwd: Path, env: Mapping[str, str]
 ) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, asyncio.ReadTransport]:
     read_fd, write_fd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
+            *_DEATH_SIGNAL,
             # Resolved from the worker's PATH: the stage's env may not have one.
             shutil.which("bash") or "/bin/bash",
             "-eo",
