@@ -1,0 +1,146 @@
+"""The FastAPI application: routers, error handlers, middleware, and a lifespan that connects to
+Kafka in the background.
+
+The API must take requests (and write runs to the outbox) while Kafka is down: start-up does not
+wait for the broker. A background task keeps trying, then starts the producer and outbox relay;
+whatever was written meanwhile is published once it connects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from api import errors, metrics
+from api.middleware import BodySizeLimit, ErrorGuard, RequestContext, SecurityHeaders
+from api.readiness import Readiness
+from api.routes import auth, health, projects, runs, users
+from config.settings import ApiSettings
+from events.backbone import Backbone
+from events.probe import kafka_answers
+
+log = structlog.get_logger(__name__)
+
+_TAGS = [
+    {"name": "auth", "description": "Log in, refresh and log out."},
+    {"name": "users", "description": "Users."},
+    {"name": "projects", "description": "Projects and their members."},
+    {"name": "runs", "description": "Pipeline runs, their stages, logs and events."},
+    {"name": "health", "description": "Liveness, readiness and metrics (outside `/api/v1`)."},
+]
+
+
+class KafkaConnector:
+    """Starts the backbone's Kafka side in the background, retrying with backoff until it works."""
+
+    def __init__(self, backbone: Backbone, *, max_delay_s: float = 10.0) -> None:
+        self.backbone = backbone
+        self.max_delay_s = max_delay_s
+        self.connected = asyncio.Event()
+        self._starting = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="kafka-connector")
+
+    async def _run(self) -> None:
+        servers = self.backbone.settings.kafka_bootstrap_servers
+        delay = 0.5
+        while True:
+            # Probe first: a cheap client that always closes, so failed attempts leave nothing open.
+            if await kafka_answers(servers, timeout_s=3.0):
+                self._starting = True
+                try:
+                    await self.backbone.start_kafka()
+                except Exception as exc:
+                    log.warning("kafka start failed; retrying", error=repr(exc), retry_in_s=delay)
+                else:
+                    log.info("kafka connected; outbox relay running", bootstrap_servers=servers)
+                    self.connected.set()
+                    return
+                finally:
+                    self._starting = False
+            else:
+                log.warning("kafka not reachable; runs are kept in the outbox", retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay_s)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if self._starting:
+            # Cancelling aiokafka mid-start can leave clients open: let the start finish first.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), 20)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _problems_only_as_problem_json(app: FastAPI) -> None:
+    """FastAPI documents a response `model` as application/json too; errors are only ever sent as
+    application/problem+json, so the schema says just that."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for response in operation.get("responses", {}).values():
+                    content = response.get("content", {})
+                    if errors.PROBLEM_JSON in content:
+                        content.pop("application/json", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastAPI:
+    """The API for `settings`. A `backbone` passed in is handed over: the app's lifespan starts its
+    Kafka side and stops it at shutdown, just like one the app builds itself."""
+    backbone = backbone or Backbone(settings, "api", relay_enabled=settings.relay)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        connector = KafkaConnector(backbone)
+        app.state.kafka = connector
+        connector.start()
+        try:
+            yield
+        finally:
+            await connector.stop()
+            await backbone.stop()
+
+    app = FastAPI(
+        title="Comet",
+        version="1",
+        summary="Event-driven CI/CD orchestrator.",
+        description="Errors are `application/problem+json` (RFC 9457). Authenticate with "
+        "`POST /api/v1/auth/login` and send `Authorization: Bearer <access_token>`.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_tags=_TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.backbone = backbone
+    app.state.readiness = Readiness(backbone.engine, settings.kafka_bootstrap_servers)
+
+    errors.install(app)
+    _problems_only_as_problem_json(app)
+    for router in (auth.router, users.router, projects.router, runs.router, health.router):
+        app.include_router(router)
+
+    # Added innermost first: the last one added wraps all the others.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ErrorGuard)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestContext, observe=metrics.observe)
+    return app

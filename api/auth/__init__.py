@@ -1,0 +1,1 @@
+"""Identity: password hashing and policy, access tokens, refresh sessions."""
