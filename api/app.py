@@ -84,8 +84,8 @@ class KafkaConnector:
 
 
 def _problems_only_as_problem_json(app: FastAPI) -> None:
-    """FastAPI documents a response `model` as application/json too; errors are only ever sent as
-    application/problem+json, so the schema says just that."""
+    """FastAPI documents a response `model` in the route's media type too (JSON, text); errors are
+    only ever sent as application/problem+json, so the schema says just that."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -95,7 +95,8 @@ def _problems_only_as_problem_json(app: FastAPI) -> None:
                 for response in operation.get("responses", {}).values():
                     content = response.get("content", {})
                     if errors.PROBLEM_JSON in content:
-                        content.pop("application/json", None)
+                        for media_type in [m for m in content if m != errors.PROBLEM_JSON]:
+                            del content[media_type]
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
