@@ -21,6 +21,7 @@ from orchestrator.model import (
     Command,
     Decision,
     DispatchAttempt,
+    GroupReleased,
     Input,
     PlanFailed,
     Planned,
@@ -58,6 +59,8 @@ def decide(state: RunState, event: Input, now: datetime) -> Decision:
             return _retry(state, now)
         case Approved():
             return _approved(state, event, now)
+        case GroupReleased():
+            return _released(state, now)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -106,16 +109,35 @@ def _planned(state: RunState, event: Planned, now: datetime) -> Decision:
     if state.status is not RunStatus.REQUESTED:
         return _ignored(state, f"run is {state.status}, already planned")
     stages = {s.name: s for s in sorted(event.stages, key=lambda s: s.position)}
-    planned = _set_run(
-        state,
-        RunStatus.QUEUED,
-        now,
-        sha=event.sha,
-        stages=stages,
-        pipeline_name=event.pipeline_name,
-        concurrency_group=event.concurrency_group,
-    )
+    variables = {**event.variable_defaults, **state.variables}
+    common: dict[str, object] = {
+        "sha": event.sha,
+        "stages": stages,
+        "pipeline_name": event.pipeline_name,
+        "concurrency_group": event.concurrency_group,
+        "variables": variables,
+    }
+    if event.admission == "refuse":
+        refused = _set_run(state, RunStatus.FAILED, now, failure_reason=event.refusal, **common)
+        return Decision(_cancel_pending(refused, now))
+    planned = _set_run(state, RunStatus.QUEUED, now, waiting_for_group=event.admission == "wait", **common)
     return _advance(planned, now)
+
+
+def _cancel_pending(state: RunState, now: datetime) -> RunState:
+    stages = {
+        name: _set_stage(s, StageStatus.CANCELLED, now, failure_kind=FailureKind.CANCELLED)
+        if s.status is StageStatus.PENDING
+        else s
+        for name, s in state.stages.items()
+    }
+    return dataclasses.replace(state, stages=stages)
+
+
+def _released(state: RunState, now: datetime) -> Decision:
+    if not state.waiting_for_group or state.status in RUN_TERMINAL:
+        return _ignored(state, "run is not waiting for its concurrency group")
+    return _advance(dataclasses.replace(state, waiting_for_group=False), now)
 
 
 def _plan_failed(state: RunState, event: PlanFailed, now: datetime) -> Decision:
@@ -225,6 +247,8 @@ def _advance(state: RunState, now: datetime) -> Decision:
     """Start every stage whose needs are all finished (maximal parallelism), then finish the run
     when nothing is left to do."""
     if state.status in RUN_TERMINAL:
+        return Decision(state)
+    if state.waiting_for_group and state.cancel_requested_at is None:
         return Decision(state)
     stages = dict(state.stages)
     commands: list[Command] = []

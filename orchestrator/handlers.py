@@ -4,8 +4,9 @@ transaction together with the inbox entries of the events applied."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -14,12 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Project
+from db.repositories import concurrency as concurrency_repo
 from db.repositories import run_state
 from events.consumer import Received
 from events.envelope import Envelope, new_envelope
 from events.inbox import claim_new
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
+from orchestrator.concurrency import GroupMember, admit, next_to_release
 from orchestrator.decide import decide
 from orchestrator.model import (
     Approved,
@@ -28,8 +31,11 @@ from orchestrator.model import (
     CancelAttempts,
     CancelRequested,
     DispatchAttempt,
+    GroupReleased,
     Input,
+    Planned,
     RetryRequested,
+    RunState,
 )
 from orchestrator.planning import plan_run
 from orchestrator.status_events import status_changes
@@ -38,6 +44,7 @@ from schemas.events import (
     AttemptFinished,
     AttemptStarted,
     RunCancelRequested,
+    RunGroupReleased,
     RunRequested,
     StageApproved,
 )
@@ -50,10 +57,38 @@ log = structlog.get_logger(__name__)
 @dataclass(slots=True)
 class _Batch:
     now: datetime
+    loaded: dict[uuid.UUID, run_state.LoadedRun] = field(default_factory=dict)
+    states: dict[uuid.UUID, RunState] = field(default_factory=dict)
     changes: run_state.Changes = field(default_factory=run_state.Changes.empty)
     events: list[PendingEvent] = field(default_factory=list)
     dispatches: list[tuple[uuid.UUID, DispatchAttempt, Envelope]] = field(default_factory=list)
     cancels: list[tuple[uuid.UUID, CancelAttempts, str]] = field(default_factory=list)
+
+
+class _Groups:
+    """The members of concurrency groups as this batch sees them: the database's rows, overlaid
+    with the batch's own not-yet-written run states."""
+
+    def __init__(self, session: AsyncSession, work: _Batch) -> None:
+        self._session = session
+        self._work = work
+        self._locked: set[str] = set()
+        self._db: dict[str, list[GroupMember]] = {}
+
+    async def lock(self, groups: Iterable[str]) -> None:
+        new = set(groups) - self._locked
+        await concurrency_repo.lock_groups(self._session, new)
+        self._locked |= new
+
+    async def members(self, group: str) -> list[GroupMember]:
+        if group not in self._db:
+            self._db[group] = await concurrency_repo.unfinished_members(self._session, group)
+        batch = {
+            run_id: GroupMember(run_id, state.status, state.waiting_for_group)
+            for run_id, state in self._work.states.items()
+            if state.concurrency_group == group
+        }
+        return [m for m in self._db[group] if m.run_id not in batch] + list(batch.values())
 
 
 class RunEngine:
@@ -74,8 +109,7 @@ class RunEngine:
 
     async def handle(self, batch: list[Received]) -> None:
         planned = await self._plan_requested(batch)
-        now = datetime.now(UTC)
-        work = _Batch(now)
+        work = _Batch(datetime.now(UTC))
         async with self._sessions.begin() as session:
             fresh = await claim_new(session, self.consumer_name, [r.envelope.event_id for r in batch])
             inputs: list[tuple[uuid.UUID, Input, Envelope]] = []
@@ -87,36 +121,86 @@ class RunEngine:
                     inputs.append((converted[0], converted[1], r.envelope))
             if not inputs:
                 return
-            loaded = await run_state.load_for_update(session, (run_id for run_id, _, _ in inputs))
-            states = {run_id: lr.state for run_id, lr in loaded.items()}
+            work.loaded = await run_state.load_for_update(session, (run_id for run_id, _, _ in inputs))
+            work.states = {run_id: lr.state for run_id, lr in work.loaded.items()}
+            groups = _Groups(session, work)
+            await groups.lock(
+                [i.concurrency_group for _, i, _ in inputs if isinstance(i, Planned) and i.concurrency_group]
+            )
             for run_id, event_input, envelope in inputs:
-                if run_id not in states:
+                if run_id not in work.states:
                     log.warning(
                         "event for an unknown run ignored",
                         run_id=str(run_id),
                         event_id=str(envelope.event_id),
                     )
                     continue
-                before = states[run_id]
-                decision = decide(before, event_input, now)
-                self.decisions += 1
-                if decision.note:
-                    log.info(decision.note, run_id=str(run_id), event_type=envelope.type)
-                states[run_id] = decision.state
-                for payload in status_changes(before, decision.state, now):
-                    work.events.append(self._emit(self._topics.run_status, payload, envelope, run_id))
-                for command in decision.commands:
-                    if isinstance(command, DispatchAttempt):
-                        work.dispatches.append((run_id, command, envelope))
-                    else:
-                        work.cancels.append((run_id, command, decision.state.failure_reason or "cancelled"))
+                admitted = event_input
+                if isinstance(event_input, Planned) and event_input.concurrency_group:
+                    admitted = await self._admit(groups, work, run_id, event_input, envelope)
+                self._apply(work, run_id, admitted, envelope)
+            await self._release_groups(session, groups, work)
             stage_ids: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
-            for run_id, lr in loaded.items():
-                stage_ids[run_id] = run_state.diff(lr, states[run_id], work.changes, now)
+            for run_id, lr in work.loaded.items():
+                stage_ids[run_id] = run_state.diff(lr, work.states[run_id], work.changes, work.now)
             await run_state.write(session, work.changes)
             await self._write_commands(session, work, stage_ids)
             await add_events(session, work.events)
         self._on_commit()
+
+    def _apply(self, work: _Batch, run_id: uuid.UUID, event_input: Input, cause: Envelope) -> None:
+        """decide() one input against the batch's current state of the run, collecting effects."""
+        before = work.states[run_id]
+        decision = decide(before, event_input, work.now)
+        self.decisions += 1
+        if decision.note:
+            log.info(decision.note, run_id=str(run_id), event_type=cause.type)
+        work.states[run_id] = decision.state
+        for payload in status_changes(before, decision.state, work.now):
+            work.events.append(self._emit(self._topics.run_status, payload, cause, run_id))
+        for command in decision.commands:
+            if isinstance(command, DispatchAttempt):
+                work.dispatches.append((run_id, command, cause))
+            else:
+                work.cancels.append((run_id, command, decision.state.failure_reason or "cancelled"))
+
+    async def _admit(
+        self, groups: _Groups, work: _Batch, run_id: uuid.UUID, planned_input: Planned, cause: Envelope
+    ) -> Planned:
+        group = planned_input.concurrency_group
+        assert group is not None
+        others = [m for m in await groups.members(group) if m.run_id != run_id]
+        admission = admit(
+            group,
+            cancel_in_progress=planned_input.cancel_in_progress,
+            queue=planned_input.queue,
+            others=others,
+        )
+        number = work.states[run_id].trigger.get("number")
+        for other in admission.cancel:
+            reason = f"cancelled by a newer run in concurrency group {group!r}" + (
+                f" (#{number})" if number else ""
+            )
+            payload = RunCancelRequested(run_id=other, reason=reason)
+            work.events.append(self._emit(self._topics.run_commands, payload, cause, other))
+        return dataclasses.replace(planned_input, admission=admission.action, refusal=admission.reason)
+
+    async def _release_groups(self, session: AsyncSession, groups: _Groups, work: _Batch) -> None:
+        """When a group has no active run left, start its oldest waiting run in this same transaction
+        (so no newcomer can slip in between), and record that as an event."""
+        touched = {s.concurrency_group for s in work.states.values() if s.concurrency_group}
+        await groups.lock(touched)
+        for group in sorted(touched):
+            member = next_to_release(await groups.members(group))
+            if member is None:
+                continue
+            if member.run_id not in work.states:
+                extra = await run_state.load_for_update(session, [member.run_id])
+                work.loaded.update(extra)
+                work.states.update({rid: lr.state for rid, lr in extra.items()})
+            cause = new_envelope(RunGroupReleased(run_id=member.run_id, group=group), key=str(member.run_id))
+            work.events.append(PendingEvent(self._topics.run_commands, cause))
+            self._apply(work, member.run_id, GroupReleased(), cause)
 
     async def _write_commands(
         self, session: AsyncSession, work: _Batch, stage_ids: dict[uuid.UUID, dict[str, uuid.UUID]]
@@ -206,6 +290,8 @@ class RunEngine:
                 return payload.run_id, CancelRequested(payload.reason)
             case StageApproved():
                 return payload.run_id, Approved(payload.stage)
+            case RunGroupReleased():
+                return payload.run_id, GroupReleased()
             case _ if envelope.type == "run.retry_requested":
                 return uuid.UUID(envelope.payload["run_id"]), RetryRequested()
         return None

@@ -57,6 +57,8 @@ class RunState:
     concurrency_group: str | None = None
     retries: int = 0
     cancel_requested_at: datetime | None = None
+    # Held back by its concurrency group: planned, but nothing dispatched until released.
+    waiting_for_group: bool = False
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -71,6 +73,12 @@ class Planned:
     stages: tuple[StageState, ...]
     pipeline_name: str | None = None
     concurrency_group: str | None = None
+    variable_defaults: dict[str, str] = field(default_factory=dict)
+    cancel_in_progress: bool = False
+    queue: int | None = None
+    # Decided by the shell from the group's other runs: run now, wait, or refuse (queue full).
+    admission: str = "run"
+    refusal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,11 @@ class Approved:
     stage: str
 
 
+@dataclass(frozen=True, slots=True)
+class GroupReleased:
+    """The run's concurrency group has no active run any more: this waiting run may start."""
+
+
 Input = (
     Planned
     | PlanFailed
@@ -119,6 +132,7 @@ Input = (
     | CancelRequested
     | RetryRequested
     | Approved
+    | GroupReleased
 )
 
 

@@ -49,6 +49,9 @@ def planned_from_text(
         sha=sha,
         pipeline_name=definition.name,
         concurrency_group=group,
+        cancel_in_progress=bool(definition.concurrency and definition.concurrency.cancel_in_progress),
+        queue=definition.concurrency.queue if definition.concurrency else None,
+        variable_defaults=dict(definition.variables),
         stages=tuple(
             StageState(
                 name=s.name,

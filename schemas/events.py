@@ -49,6 +49,14 @@ class RunRetryRequested(EventPayload):
     actor_id: uuid.UUID | None = None
 
 
+class RunGroupReleased(EventPayload):
+    """The run waited for its concurrency group, which has no active run any more."""
+
+    TYPE = "run.group_released"
+    run_id: uuid.UUID
+    group: str
+
+
 class StageApproved(EventPayload):
     TYPE = "stage.approved"
     run_id: uuid.UUID
@@ -148,6 +156,7 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         RunRequested,
         RunCancelRequested,
         RunRetryRequested,
+        RunGroupReleased,
         StageApproved,
         WebhookReceived,
         AttemptDispatched,

@@ -450,6 +450,7 @@ def upgrade() -> None:
         sa.Column("concurrency_group", sa.String(length=500), nullable=True),
         sa.Column("failure_reason", sa.Text(), nullable=True),
         sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("waiting_for_group", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("retry_of_status", sa.String(length=32), nullable=True),
         sa.Column("retries", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("created_by", sa.UUID(), nullable=True),

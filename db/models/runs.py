@@ -52,6 +52,7 @@ class Run(Base):
     concurrency_group: Mapped[str | None] = mapped_column(String(500))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     cancel_requested_at: Mapped[datetime | None]
+    waiting_for_group: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     retry_of_status: Mapped[str | None] = mapped_column(String(32))
     retries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -12,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import LogChunk, Project, Run, Stage, StageAttempt
 from db.repositories.runs import create_run
+from events.envelope import new_envelope
+from events.outbox import PendingEvent, add_events
 from events.topics import Topics
+from schemas.events import RunCancelRequested, RunRetryRequested
 from schemas.states import RUN_TERMINAL, RunStatus
 
 
@@ -96,3 +99,20 @@ async def log_of(sessions: async_sessionmaker[AsyncSession], attempt_id: uuid.UU
 
 def summary(stages: dict[str, Stage]) -> dict[str, Any]:
     return {name: s.status for name, s in stages.items()}
+
+
+async def request_cancel(
+    sessions: async_sessionmaker[AsyncSession], topics: Topics, run_id: uuid.UUID, reason: str = "stop"
+) -> None:
+    """What `POST /runs/{id}/cancel` records: a cancel request in the outbox."""
+    async with sessions.begin() as session:
+        envelope = new_envelope(RunCancelRequested(run_id=run_id, reason=reason), key=str(run_id))
+        await add_events(session, [PendingEvent(topics.run_commands, envelope)])
+
+
+async def request_retry(
+    sessions: async_sessionmaker[AsyncSession], topics: Topics, run_id: uuid.UUID
+) -> None:
+    async with sessions.begin() as session:
+        envelope = new_envelope(RunRetryRequested(run_id=run_id), key=str(run_id))
+        await add_events(session, [PendingEvent(topics.run_commands, envelope)])

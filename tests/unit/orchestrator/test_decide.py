@@ -16,6 +16,7 @@ from orchestrator.model import (
     CancelAttempts,
     CancelRequested,
     DispatchAttempt,
+    GroupReleased,
     PlanFailed,
     Planned,
     RetryRequested,
@@ -317,3 +318,35 @@ def test_every_status_change_respects_the_transition_table() -> None:
         state = decide(state, AttemptFinishedInput(name, 1, "succeeded", 0), NOW).state
     assert state.status is RunStatus.SUCCEEDED
     assert all(s.status is S.SUCCEEDED for s in state.stages.values())
+
+
+def test_a_run_told_to_wait_for_its_group_is_queued_without_dispatching() -> None:
+    d = decide(run(RunStatus.REQUESTED), Planned(sha="b" * 40, stages=(stage("a"),), admission="wait"), NOW)
+    assert d.state.status is RunStatus.QUEUED
+    assert d.state.waiting_for_group
+    assert d.commands == ()
+    released = decide(d.state, GroupReleased(), NOW)
+    assert not released.state.waiting_for_group
+    assert released.commands == (DispatchAttempt("a", 1, "default"),)
+
+
+def test_a_refused_run_fails_with_the_refusal_and_cancels_its_stages() -> None:
+    d = decide(
+        run(RunStatus.REQUESTED),
+        Planned(sha="b" * 40, stages=(stage("a"),), admission="refuse", refusal="group full"),
+        NOW,
+    )
+    assert d.state.status is RunStatus.FAILED
+    assert d.state.failure_reason == "group full"
+    assert statuses(d.state) == {"a": "cancelled"}
+
+
+def test_a_release_for_a_run_that_does_not_wait_is_ignored() -> None:
+    state = run(RunStatus.RUNNING, stage("a", status=S.RUNNING, attempt=1))
+    assert decide(state, GroupReleased(), NOW).state == state
+
+
+def test_definition_variable_defaults_yield_to_trigger_variables() -> None:
+    requested = run(RunStatus.REQUESTED, variables={"TARGET": "staging"})
+    planned = Planned(sha="b" * 40, stages=(stage("a"),), variable_defaults={"TARGET": "prod", "LEVEL": "1"})
+    assert decide(requested, planned, NOW).state.variables == {"TARGET": "staging", "LEVEL": "1"}
