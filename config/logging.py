@@ -57,3 +57,4 @@ def configure(process: str, *, level: str = "info", fmt: str | None = None) -> N
     # aiokafka logs every reconnect at ERROR; Comet reports those itself where they matter.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL if numeric > logging.DEBUG else logging.DEBUG)
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)
