@@ -17,6 +17,7 @@ import structlog
 from fastapi import FastAPI
 
 from api import errors, metrics
+from api.auth import passwords
 from api.middleware import BodySizeLimit, ErrorGuard, RequestContext, SecurityHeaders
 from api.readiness import Readiness
 from api.routes import auth, health, projects, runs, users
@@ -112,6 +113,7 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
         connector = KafkaConnector(backbone)
         app.state.kafka = connector
         connector.start()
+        await asyncio.to_thread(passwords.warm_up)
         try:
             yield
         finally:

@@ -46,6 +46,11 @@ def _dummy_hash() -> str:
     return hash_password("comet: a password nobody has, to spend the same time on unknown users")
 
 
+def warm_up() -> None:
+    """Compute the dummy hash now, so the first login of an unknown e-mail is not the slow one."""
+    _dummy_hash()
+
+
 def verify_dummy(password: str) -> bool:
     """Spend the time of a real verification (for unknown users, so timing reveals nothing). False."""
     verify_password(_dummy_hash(), password)
