@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.durations import parse_duration
 
-DEFAULT_DATABASE_URL = "postgresql+asyncpg://comet:comet@127.0.0.1:55432/comet"
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://comet:comet@127.0.0.1:15432/comet"
 DEFAULT_KAFKA = "127.0.0.1:9092"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 

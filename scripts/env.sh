@@ -12,7 +12,7 @@ set -a
 # shellcheck disable=SC1091
 source "$COMET_HOME/dev.env"
 set +a
-export COMET_DATABASE_URL="${COMET_DATABASE_URL:-postgresql+asyncpg://${COMET_PG_USER:-comet}:${COMET_PG_PASSWORD:-comet}@127.0.0.1:${COMET_PG_PORT:-55432}/${COMET_PG_DB:-comet}}"
+export COMET_DATABASE_URL="${COMET_DATABASE_URL:-postgresql+asyncpg://${COMET_PG_USER:-comet}:${COMET_PG_PASSWORD:-comet}@127.0.0.1:${COMET_PG_PORT:-15432}/${COMET_PG_DB:-comet}}"
 export COMET_KAFKA_BOOTSTRAP_SERVERS="${COMET_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${COMET_KAFKA_PORT:-9092}}"
 export COMET_API_HOST="${COMET_API_HOST:-127.0.0.1}"
 export COMET_API_PORT="${COMET_API_PORT:-8000}"

@@ -4,7 +4,7 @@
 # Usage: scripts/postgres.sh start|stop|status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PORT="${COMET_PG_PORT:-55432}"
+PORT="${COMET_PG_PORT:-15432}"
 DB_USER="${COMET_PG_USER:-comet}"
 DB_PASSWORD="${COMET_PG_PASSWORD:-comet}"
 DB_NAME="${COMET_PG_DB:-comet}"
