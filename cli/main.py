@@ -110,6 +110,24 @@ def user_create(
     typer.echo(f"created user {email} ({user_id}){' with admin rights' if admin else ''}")
 
 
+@app.command()
+def workers() -> None:
+    """Workers, pools, slots and queue lag."""
+    from cli.fleet import show
+
+    show(_settings(CommonSettings, "cli"))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of `.comet.yml` (for editors)."""
+    import json
+
+    from schemas.pipeline import definition_json_schema
+
+    typer.echo(json.dumps(definition_json_schema(), indent=2))
+
+
 @demo_app.command("seed")
 def demo_seed(
     repo: Annotated[Path, typer.Option(help="Where the demo git repository lives.")],
