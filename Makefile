@@ -33,4 +33,7 @@ bench:
 	@scripts/bench.sh
 
 lint:
-	@scripts/python.sh -c "" && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+	@scripts/python.sh -c ""
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy

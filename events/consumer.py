@@ -228,7 +228,8 @@ class EventConsumer:
                 continue
             try:
                 position = await asyncio.wait_for(consumer.position(tp), 0.5)
-            except Exception:
+            except Exception as exc:  # an unknown position is not evidence of lag
+                log.debug("position unknown", consumer=self.name, partition=str(tp), error=repr(exc))
                 continue
             if position < high:
                 return True

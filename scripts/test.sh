@@ -7,7 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 say "ruff"
-.venv/bin/ruff check . && .venv/bin/ruff format --check .
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 say "mypy (strict)"
 .venv/bin/mypy
 say "pytest"
