@@ -114,6 +114,8 @@ class WorkerSettings(CommonSettings):
     drain_timeout_s: float = 300.0
     log_flush_s: float = 0.2
     log_cap_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Decrypts project secrets for stages; without it, stages get no secrets.
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
     relay: bool = True
 
     @field_validator(

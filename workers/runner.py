@@ -14,7 +14,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import WorkerSettings
+from db.crypto import SecretBox
 from db.repositories.attempts import Claim, finish
+from db.repositories.secrets import decrypted_secrets
 from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
@@ -91,14 +93,16 @@ class AttemptRunner:
         self._workspaces = workspaces
         self._worker_id = worker_id
         self._on_commit = on_commit
+        self._box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
 
     async def run(self, attempt: RunningAttempt) -> None:
         claim = attempt.claim
+        secrets = await self._secrets(claim)
         shipper = LogShipper(
             self._sessions,
             claim.attempt_id,
             claim.fencing_token,
-            secrets=claim.spec.get("secrets", []),
+            secrets=secrets.values(),
             flush_s=self._settings.log_flush_s,
             cap_bytes=self._settings.log_cap_bytes,
         )
@@ -116,7 +120,7 @@ class AttemptRunner:
                 result = await execute(
                     claim.spec.get("script", "true"),
                     cwd=workspace.path,
-                    env=stage_environment(claim, str(workspace.path)),
+                    env={**stage_environment(claim, str(workspace.path)), **secrets},
                     timeout_s=float(claim.spec.get("timeout_s", 3600)),
                     kill_grace_s=self._settings.kill_grace_s,
                     on_output=shipper.write,
@@ -136,6 +140,13 @@ class AttemptRunner:
             )
             return
         await self._report(claim, result, failure)
+
+    async def _secrets(self, claim: Claim) -> dict[str, str]:
+        """The project's secrets for this stage; none for untrusted triggers (fork pull requests)."""
+        if self._box is None or claim.trigger.get("fork"):
+            return {}
+        async with self._sessions() as session:
+            return await decrypted_secrets(session, self._box, claim.project_id)
 
     async def _report(
         self, claim: Claim, result: ExecutionResult | None, failure: tuple[str, str] | None

@@ -30,6 +30,7 @@ from workers.service import WorkerService
 
 BASE_DB_URL = os.environ.get("COMET_DATABASE_URL", DEFAULT_DATABASE_URL)
 KAFKA = os.environ.get("COMET_KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA)
+TEST_SECRET_KEY = "test-secret-key-for-integration-tests-only"
 
 
 def _with_database(url: str, name: str) -> str:
@@ -128,6 +129,7 @@ async def platform(
                 kill_grace_s=2.0,
                 drain_timeout_s=10.0,
                 log_flush_s=0.1,
+                secret_key=TEST_SECRET_KEY,
             ),
             worker_id=f"test-worker-{i}",
         )

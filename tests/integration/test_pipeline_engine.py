@@ -8,11 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.crypto import SecretBox
+from db.models import LogChunk
+from db.repositories.secrets import put_secret
 from events.topics import Topics
 from schemas.states import RunStatus
-from tests.integration.conftest import Platform, make_repo
+from tests.integration.conftest import TEST_SECRET_KEY, Platform, make_repo
 from tests.integration.helpers import (
     add_project,
     attempts_of,
@@ -220,3 +224,33 @@ stages:
     assert cancelled.status == "cancelled"
     assert "concurrency group" in (cancelled.failure_reason or "")
     assert done.status == "succeeded"
+
+
+async def test_a_project_secret_reaches_the_stage_and_is_masked_even_split_across_log_chunks(
+    platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
+) -> None:
+    secret = "hunter2-very-secret-value"
+    definition = """
+stages:
+  leak:
+    run: |
+      test "$DEPLOY_TOKEN" = "hunter2-very-secret-value"
+      printf 'token is hunter2-very'
+      sleep 0.5
+      printf -- '-secret-value and again %s\\n' "$DEPLOY_TOKEN"
+"""
+    project = await _project(sessions, tmp_path, definition)
+    async with sessions.begin() as session:
+        await put_secret(session, SecretBox(TEST_SECRET_KEY), project, "DEPLOY_TOKEN", secret)  # type: ignore[arg-type]
+
+    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))  # type: ignore[arg-type]
+
+    assert run.status == "succeeded", run.failure_reason
+    attempt = (await attempts_of(sessions, run.id))[0]
+    log = await log_of(sessions, attempt.id)
+    async with sessions() as session:
+        chunks = (await session.scalars(select(LogChunk).where(LogChunk.attempt_id == attempt.id))).all()
+    assert len(chunks) >= 2, "the secret was not split across chunks"
+    assert secret not in log
+    assert "hunter2" not in log
+    assert log.count("***") == 2
