@@ -37,7 +37,7 @@ from orchestrator.model import (
     RetryRequested,
     RunState,
 )
-from orchestrator.planning import plan_run
+from orchestrator.planning import DefinitionReader, plan_run
 from orchestrator.status_events import status_changes
 from schemas.events import (
     AttemptDispatched,
@@ -102,7 +102,7 @@ class RunEngine:
     ) -> None:
         self._sessions = sessions
         self._topics = topics
-        self._git = git
+        self._definitions = DefinitionReader(git)
         self._on_commit = on_commit
         self.consumer_name = topics.orchestrator_group
         self.decisions = 0
@@ -259,7 +259,7 @@ class RunEngine:
             if repo_url is None:
                 continue
             planned[envelope.event_id] = await plan_run(
-                self._git,
+                self._definitions,
                 repo_url=repo_url,
                 ref=payload.ref,
                 sha=payload.sha,

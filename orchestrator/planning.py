@@ -4,6 +4,8 @@ result is an input for `decide()`."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from orchestrator.model import PlanFailed, Planned, StageState
 from orchestrator.planner import PlanError, plan
 from schemas.interpolation import interpolate
@@ -14,13 +16,28 @@ from workers.git import GitError, MirrorCache
 DEFINITION_PATH = ".comet.yml"
 
 
-async def read_definition(
-    git: MirrorCache, repo_url: str, ref: str, sha: str | None
-) -> tuple[str, str | None]:
-    """(sha, text of `.comet.yml` or None when the commit has none); raises GitError."""
-    commit = sha or await git.resolve(repo_url, ref)
-    raw = await git.read_file(repo_url, commit, DEFINITION_PATH)
-    return commit, None if raw is None else raw.decode("utf-8", errors="replace")
+class DefinitionReader:
+    """Reads `.comet.yml` at a commit. A commit's content never changes, so texts are cached by
+    (repository, sha): a burst of runs on one commit costs one `git cat-file`."""
+
+    def __init__(self, git: MirrorCache, *, size: int = 512) -> None:
+        self.git = git
+        self._size = size
+        self._cache: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+
+    async def read(self, repo_url: str, ref: str, sha: str | None) -> tuple[str, str | None]:
+        """(sha, text of `.comet.yml` or None when the commit has none); raises GitError."""
+        commit = sha or await self.git.resolve(repo_url, ref)
+        key = (repo_url, commit)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return commit, self._cache[key]
+        raw = await self.git.read_file(repo_url, commit, DEFINITION_PATH)
+        text = None if raw is None else raw.decode("utf-8", errors="replace")
+        self._cache[key] = text
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return commit, text
 
 
 def concurrency_group(
@@ -69,10 +86,16 @@ def planned_from_text(
 
 
 async def plan_run(
-    git: MirrorCache, *, repo_url: str, ref: str, sha: str | None, event: str, variables: dict[str, str]
+    reader: DefinitionReader,
+    *,
+    repo_url: str,
+    ref: str,
+    sha: str | None,
+    event: str,
+    variables: dict[str, str],
 ) -> Planned | PlanFailed:
     try:
-        commit, text = await read_definition(git, repo_url, ref, sha)
+        commit, text = await reader.read(repo_url, ref, sha)
     except GitError as exc:
         return PlanFailed(f"could not read the repository: {exc}", sha=sha)
     if text is None:
