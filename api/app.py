@@ -20,7 +20,7 @@ from api import errors, metrics
 from api.auth import passwords
 from api.middleware import BodySizeLimit, ErrorGuard, RequestContext, SecurityHeaders
 from api.readiness import Readiness
-from api.routes import auth, health, projects, runs, users
+from api.routes import auth, fleet, health, projects, runs, secrets, users
 from config.settings import ApiSettings
 from events.backbone import Backbone
 from events.probe import kafka_answers
@@ -32,6 +32,7 @@ _TAGS = [
     {"name": "users", "description": "Users."},
     {"name": "projects", "description": "Projects and their members."},
     {"name": "runs", "description": "Pipeline runs, their stages, logs and events."},
+    {"name": "workers", "description": "The worker fleet and its queues."},
     {"name": "health", "description": "Liveness, readiness and metrics (outside `/api/v1`)."},
 ]
 
@@ -138,8 +139,9 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
 
     errors.install(app)
     _problems_only_as_problem_json(app)
-    for router in (auth.router, users.router, projects.router, runs.router, health.router):
-        app.include_router(router)
+    routers = (auth, users, projects, secrets, runs, fleet, health)
+    for module in routers:
+        app.include_router(module.router)
 
     # Added innermost first: the last one added wraps all the others.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -29,10 +29,10 @@ async def dispatch_lag(
             await probe.start()
             for pool in pools:
                 topic = topics.dispatch(pool)
-                partitions = probe.partitions_for_topic(topic)
-                if not partitions:
-                    continue
-                tps = [TopicPartition(topic, p) for p in partitions]
+                described = (await admin.describe_topics([topic]))[0]
+                if described.get("error_code", 0) or not described.get("partitions"):
+                    continue  # no dispatch topic yet: nothing was ever dispatched to this pool
+                tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
                 ends = await probe.end_offsets(tps)
                 committed = await admin.list_consumer_group_offsets(topics.worker_group(pool), partitions=tps)
                 result[pool] = sum(
@@ -46,8 +46,20 @@ async def dispatch_lag(
     except Exception as exc:  # lag is best effort: unknown is reported as None
         log.debug("could not read dispatch lag", error=repr(exc))
     finally:
-        with contextlib.suppress(Exception):
-            await probe.stop()
+        await _stop_quietly(probe)
         with contextlib.suppress(Exception):
             await admin.close()
     return result
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """Stop a group-less consumer. aiokafka lets the CancelledError of an internal task escape
+    from `stop()`; swallow that one, but never a cancellation of our own task."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as exc:
+        log.debug("lag probe did not stop cleanly", error=repr(exc))

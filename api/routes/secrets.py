@@ -1,0 +1,75 @@
+"""Project secrets: maintainers set and delete them; anyone who can read the project sees their
+names, never their values. Workers inject them into stages and mask them in logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from api.access import ProjectAccessDep, require_role
+from api.deps import JsonBody, SessionDep, SettingsDep
+from api.errors import NotFound, ValidationFailed, problem_responses
+from api.routes import API_PREFIX
+from db.crypto import SecretBox
+from db.repositories import secrets
+from schemas.api.secrets import ENV_NAME_PATTERN, SecretList, SecretPut
+from schemas.roles import Role
+
+router = APIRouter(prefix=f"{API_PREFIX}/projects", tags=["projects"], dependencies=[JsonBody])
+
+NameParam = Annotated[
+    str,
+    Path(pattern=ENV_NAME_PATTERN, description="An environment variable name (not starting with COMET_)."),
+]
+
+
+@router.get(
+    "/{project_id}/secrets",
+    summary="List a project's secret names",
+    response_model=SecretList,
+    responses=problem_responses(401, 404),
+)
+async def list_secrets(access: ProjectAccessDep, session: SessionDep) -> SecretList:
+    return SecretList(data=await secrets.secret_names(session, access.project.id))
+
+
+@router.put(
+    "/{project_id}/secrets/{name}",
+    summary="Set a secret",
+    description="Stored encrypted; stages see it as an environment variable, masked in their logs. "
+    "Pull requests from forks never get secrets.",
+    status_code=204,
+    responses=problem_responses(401, 403, 404, 413, 415, 422),
+)
+async def put_secret(
+    access: ProjectAccessDep,
+    body: SecretPut,
+    session: SessionDep,
+    settings: SettingsDep,
+    name: NameParam,
+) -> Response:
+    require_role(Role.MAINTAINER, access.role, "manage secrets")
+    if name.upper().startswith("COMET_"):
+        raise ValidationFailed(
+            "Names starting with COMET_ are reserved for Comet's own variables.",
+            errors=[("path.name", "must not start with COMET_")],
+        )
+    box = SecretBox(settings.secret_key.get_secret_value())
+    await secrets.put_secret(session, box, access.project.id, name, body.value)
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/{project_id}/secrets/{name}",
+    summary="Delete a secret",
+    status_code=204,
+    responses=problem_responses(401, 403, 404),
+)
+async def delete_secret(access: ProjectAccessDep, session: SessionDep, name: NameParam) -> Response:
+    require_role(Role.MAINTAINER, access.role, "manage secrets")
+    if not await secrets.delete_secret(session, access.project.id, name):
+        raise NotFound(f"No secret {name} in this project.")
+    await session.commit()
+    return Response(status_code=204)
