@@ -242,9 +242,44 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return problem_response(validation_problem(exc), instance=request.url.path, request_id=_request_id())
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means Postgres cannot be reached (down, restarting, pool exhausted)."""
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        OSError
+        | sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.TimeoutError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.InterfaceError,
+    ) or (exc.__cause__ is not None and exc.__cause__ is not exc and database_unavailable(exc.__cause__))
+
+
+RETRY_AFTER_S = 5
+
+
+def for_unexpected(exc: BaseException) -> ApiError:
+    """The problem for an exception nothing handled: 503 with Retry-After when the database is
+    unreachable (the client should retry; nothing was half-written), else a logged 500."""
+    if database_unavailable(exc):
+        log.warning("database unavailable", error=repr(exc))
+        return ServiceUnavailable(
+            "The database is unreachable; nothing was stored. Retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    log.error("unhandled error", exc_info=exc)
+    return InternalError()
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error", path=request.url.path, exc_info=exc)
-    return problem_response(InternalError(), instance=request.url.path, request_id=_request_id())
+    return problem_response(for_unexpected(exc), instance=request.url.path, request_id=_request_id())
 
 
 def install(app: FastAPI) -> None:

@@ -19,10 +19,9 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import PROBLEM_JSON, ApiError, BadRequest, InternalError, PayloadTooLarge, problem_document
+from api.errors import PROBLEM_JSON, ApiError, BadRequest, PayloadTooLarge, for_unexpected, problem_document
 
 log = structlog.get_logger("comet.api.access")
-_errors_log = structlog.get_logger("comet.api")
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -163,8 +162,9 @@ class ErrorGuard:
         except Exception as exc:
             if started:
                 raise
-            _errors_log.error("unhandled error", path=scope["path"], exc_info=exc)
-            await send_problem(send, InternalError(), instance=scope["path"], request_id=current_request_id())
+            await send_problem(
+                send, for_unexpected(exc), instance=scope["path"], request_id=current_request_id()
+            )
 
 
 class BodySizeLimit:

@@ -93,6 +93,8 @@ class ApiSettings(CommonSettings):
 
 class OrchestratorSettings(CommonSettings):
     git_cache_dir: str = ".comet/git-cache"
+    # Pull requests from forks run here, never on the trusted pools, and get no secrets.
+    untrusted_pool: str = "untrusted"
     reaper_interval_s: float = 1.0
     relay: bool = True
 

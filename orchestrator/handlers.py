@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.models import Project
 from db.repositories import concurrency as concurrency_repo
 from db.repositories import run_state
+from db.repositories.webhooks import get_delivery
 from events.consumer import Received
 from events.envelope import Envelope, new_envelope
 from events.inbox import claim_new
@@ -39,6 +40,7 @@ from orchestrator.model import (
 )
 from orchestrator.planning import DefinitionReader, plan_run
 from orchestrator.status_events import status_changes
+from orchestrator.webhooks import DeliveryPlan, apply_delivery, plan_delivery
 from schemas.events import (
     AttemptDispatched,
     AttemptFinished,
@@ -47,6 +49,7 @@ from schemas.events import (
     RunGroupReleased,
     RunRequested,
     StageApproved,
+    WebhookReceived,
 )
 from schemas.ids import uuid7
 from workers.git import MirrorCache
@@ -99,7 +102,9 @@ class RunEngine:
         git: MirrorCache,
         *,
         on_commit: Callable[[], None] = lambda: None,
+        untrusted_pool: str = "untrusted",
     ) -> None:
+        self._untrusted_pool = untrusted_pool
         self._sessions = sessions
         self._topics = topics
         self._definitions = DefinitionReader(git)
@@ -109,9 +114,14 @@ class RunEngine:
 
     async def handle(self, batch: list[Received]) -> None:
         planned = await self._plan_requested(batch)
+        deliveries = await self._plan_deliveries(batch)
         work = _Batch(datetime.now(UTC))
         async with self._sessions.begin() as session:
             fresh = await claim_new(session, self.consumer_name, [r.envelope.event_id for r in batch])
+            for r in batch:
+                delivery_plan = deliveries.get(r.envelope.event_id)
+                if delivery_plan is not None and r.envelope.event_id in fresh:
+                    await apply_delivery(session, self._topics, delivery_plan, r.envelope.correlation_id)
             inputs: list[tuple[uuid.UUID, Input, Envelope]] = []
             for r in batch:
                 if r.envelope.event_id not in fresh:
@@ -242,6 +252,26 @@ class RunEngine:
             ),
         )
 
+    async def _plan_deliveries(self, batch: list[Received]) -> dict[uuid.UUID, DeliveryPlan]:
+        """Turn webhook deliveries into runs to create (git I/O, before the transaction)."""
+        received = [
+            (r.envelope.event_id, r.envelope.typed())
+            for r in batch
+            if r.envelope.type == WebhookReceived.TYPE
+        ]
+        plans: dict[uuid.UUID, DeliveryPlan] = {}
+        for event_id, payload in received:
+            assert isinstance(payload, WebhookReceived)
+            async with self._sessions() as session:
+                delivery = await get_delivery(session, payload.delivery_row_id)
+                project = None if delivery is None else await session.get(Project, payload.project_id)
+            if delivery is None or project is None:
+                continue
+            plans[event_id] = await plan_delivery(
+                self._definitions, delivery, project.repo_url, forced=payload.forced
+            )
+        return plans
+
     async def _plan_requested(self, batch: list[Received]) -> dict[uuid.UUID, Input]:
         """Read and plan `.comet.yml` for new runs before the transaction (git I/O holds no locks)."""
         requests = [r.envelope for r in batch if r.envelope.type == RunRequested.TYPE]
@@ -265,6 +295,7 @@ class RunEngine:
                 sha=payload.sha,
                 event=str(payload.trigger.get("event") or payload.trigger.get("kind") or "api"),
                 variables=payload.variables,
+                pool_override=self._untrusted_pool if payload.trigger.get("fork") else None,
             )
         return planned
 

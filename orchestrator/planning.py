@@ -53,7 +53,7 @@ def concurrency_group(
 
 
 def planned_from_text(
-    text: str, *, sha: str, ref: str, event: str, variables: dict[str, str]
+    text: str, *, sha: str, ref: str, event: str, variables: dict[str, str], pool_override: str | None = None
 ) -> Planned | PlanFailed:
     """Pure: `.comet.yml` text -> the stages to create, or the reason the run fails."""
     try:
@@ -75,7 +75,8 @@ def planned_from_text(
                 base_name=s.base_name,
                 status=StageStatus.PENDING,
                 needs=s.needs,
-                pool=s.pool,
+                # Untrusted code (a fork's pull request) runs only on the untrusted pool.
+                pool=pool_override or s.pool,
                 spec=s.spec,
                 position=s.position,
                 matrix=s.matrix,
@@ -93,6 +94,7 @@ async def plan_run(
     sha: str | None,
     event: str,
     variables: dict[str, str],
+    pool_override: str | None = None,
 ) -> Planned | PlanFailed:
     try:
         commit, text = await reader.read(repo_url, ref, sha)
@@ -100,4 +102,6 @@ async def plan_run(
         return PlanFailed(f"could not read the repository: {exc}", sha=sha)
     if text is None:
         return PlanFailed(f"no {DEFINITION_PATH} at the root of the repository at {commit[:12]}", sha=commit)
-    return planned_from_text(text, sha=commit, ref=ref, event=event, variables=variables)
+    return planned_from_text(
+        text, sha=commit, ref=ref, event=event, variables=variables, pool_override=pool_override
+    )

@@ -25,7 +25,11 @@ class OrchestratorService:
         self.backbone = Backbone(settings, "orchestrator", relay_enabled=settings.relay)
         b = self.backbone
         self.engine = RunEngine(
-            b.sessions, b.topics, MirrorCache(Path(settings.git_cache_dir)), on_commit=b.wake_relay
+            b.sessions,
+            b.topics,
+            MirrorCache(Path(settings.git_cache_dir)),
+            on_commit=b.wake_relay,
+            untrusted_pool=settings.untrusted_pool,
         )
         self.consumer = EventConsumer(
             name="orchestrator",

@@ -185,6 +185,18 @@ class MirrorCache:
             return await self._git("-C", str(mirror), "cat-file", "blob", oid.decode())
         return None
 
+    async def changed_paths(self, repo_url: str, before: str, after: str) -> tuple[str, ...]:
+        """Files that differ between commits `before` and `after` (for `paths:` filters when a
+        webhook payload did not list them)."""
+        before, after = validate_sha(before), validate_sha(after)
+        mirror = await self.ensure(repo_url, after)
+        if not await self._has_commit(mirror, before):
+            await self.ensure(repo_url, before)
+        out = await self._git(
+            "-C", str(mirror), "diff", "--name-only", "-z", "--no-renames", before, after, "--"
+        )
+        return tuple(p.decode("utf-8", "surrogateescape") for p in out.split(b"\x00") if p)
+
     async def checkout(self, repo_url: str, sha: str, dest: Path) -> None:
         """A working tree of commit `sha` (detached HEAD) at `dest`, which must not exist or be empty.
 

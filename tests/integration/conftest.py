@@ -18,10 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config.settings import DEFAULT_DATABASE_URL, DEFAULT_KAFKA, OrchestratorSettings, WorkerSettings
+from api.app import create_app
+from config.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_KAFKA,
+    ApiSettings,
+    OrchestratorSettings,
+    WorkerSettings,
+)
 from db.engine import asyncpg_dsn, make_engine, make_sessionmaker
 from db.migrations import upgrade
 from events.probe import kafka_answers
@@ -167,3 +175,17 @@ def make_repo(path: Path, files: dict[str, Any]) -> tuple[Path, str]:
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "initial")
     return path, git(path, "rev-parse", "HEAD")
+
+
+TEST_JWT_SECRET = "test-jwt-secret-for-integration-tests-only"
+
+
+@pytest.fixture(scope="session")
+async def api_client(common_env: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
+    """The real API app on the platform's database and topics, over an in-process transport."""
+    settings = ApiSettings(**common_env, jwt_secret=TEST_JWT_SECRET, secret_key=TEST_SECRET_KEY)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://comet.test") as client:
+            yield client

@@ -297,3 +297,27 @@ async def test_git_command_over_its_time_limit_is_stopped() -> None:
     # A shell alias stands in for a hung network fetch.
     with pytest.raises(GitCommandError, match=r"timed out after 0\.2 s"):
         await run_git("-c", "alias.hang=!sleep 30", "hang", timeout_s=0.2)
+
+
+async def test_changed_paths_lists_the_files_between_two_commits(tmp_path: Path) -> None:
+    repo = tmp_path / "changes"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    run = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=T"]
+    (repo / "a.txt").write_text("a")
+    subprocess.run([*run, "add", "-A"], check=True)
+    subprocess.run([*run, "commit", "-qm", "one"], check=True)
+    before = subprocess.run(
+        [*run, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    (repo / "src").mkdir()
+    (repo / "src" / "b.py").write_text("b")
+    (repo / "a.txt").write_text("changed")
+    subprocess.run([*run, "add", "-A"], check=True)
+    subprocess.run([*run, "commit", "-qm", "two"], check=True)
+    after = subprocess.run(
+        [*run, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+    paths = await MirrorCache(tmp_path / "cache").changed_paths(str(repo), before, after)
+
+    assert sorted(paths) == ["a.txt", "src/b.py"]

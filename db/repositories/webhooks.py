@@ -1,0 +1,186 @@
+"""Webhook deliveries and the secrets that verify them.
+
+A delivery row is unique per (provider, delivery id): inserting it is the deduplication. The
+row keeps the raw body (so a delivery can be shown and re-driven) and a filtered set of headers —
+never a header that carries a secret.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.crypto import SecretBox
+from db.models import Project, WebhookDelivery, WebhookSecret
+
+# Headers worth keeping with a delivery. Signatures are kept (they prove what was verified);
+# X-Gitlab-Token is the secret itself and is never stored.
+KEPT_HEADERS = frozenset(
+    {
+        "content-type",
+        "user-agent",
+        "x-github-event",
+        "x-github-delivery",
+        "x-github-hook-id",
+        "x-hub-signature-256",
+        "x-gitlab-event",
+        "x-gitlab-event-uuid",
+        "x-gitlab-webhook-uuid",
+        "idempotency-key",
+        "x-event-key",
+        "x-request-uuid",
+        "x-hook-uuid",
+        "x-hub-signature",
+    }
+)
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower() in KEPT_HEADERS}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookProject:
+    id: uuid.UUID
+    repo_url: str
+
+
+async def find_project(session: AsyncSession, provider: str, repo: str) -> WebhookProject | None:
+    """The project whose `provider_repo` is `repo` (case-insensitive: hosts treat names so)."""
+    row = (
+        await session.execute(
+            select(Project.id, Project.repo_url).where(
+                Project.provider == provider, func.lower(Project.provider_repo) == repo.lower()
+            )
+        )
+    ).first()
+    return None if row is None else WebhookProject(row.id, row.repo_url)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKeys:
+    hmac_secrets: list[bytes]
+    token_sha256s: list[str]
+
+
+async def verification_keys(
+    session: AsyncSession, box: SecretBox, project_id: uuid.UUID, now: datetime
+) -> VerificationKeys:
+    """Every secret still valid: the current one and, during a rotation's overlap, the previous."""
+    rows = (
+        await session.execute(
+            select(WebhookSecret.ciphertext, WebhookSecret.token_sha256).where(
+                WebhookSecret.project_id == project_id,
+                or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > now),
+            )
+        )
+    ).all()
+    return VerificationKeys(
+        [box.decrypt(r.ciphertext, context=project_id.bytes) for r in rows], [r.token_sha256 for r in rows]
+    )
+
+
+async def start_rotation(
+    session: AsyncSession, project_id: uuid.UUID, overlap: timedelta, now: datetime
+) -> None:
+    """Give every current secret an expiry `overlap` from now (the caller adds the new one)."""
+    await session.execute(
+        update(WebhookSecret)
+        .where(WebhookSecret.project_id == project_id)
+        .where(or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > now + overlap))
+        .values(expires_at=now + overlap)
+    )
+
+
+async def record_delivery(
+    session: AsyncSession,
+    *,
+    provider: str,
+    delivery_id: str,
+    project_id: uuid.UUID | None,
+    event: str,
+    action: str | None,
+    outcome: str,
+    reason: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> uuid.UUID | None:
+    """Insert the delivery; None when (provider, delivery_id) was seen before (a duplicate)."""
+    stmt = (
+        insert(WebhookDelivery)
+        .values(
+            provider=provider,
+            delivery_id=delivery_id,
+            project_id=project_id,
+            event=event,
+            action=action,
+            outcome=outcome,
+            reason=reason,
+            headers=kept_headers(headers),
+            body=body,
+        )
+        .on_conflict_do_nothing(index_elements=[WebhookDelivery.provider, WebhookDelivery.delivery_id])
+        .returning(WebhookDelivery.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def existing_delivery(session: AsyncSession, provider: str, delivery_id: str) -> WebhookDelivery | None:
+    return (
+        await session.scalars(
+            select(WebhookDelivery).where(
+                WebhookDelivery.provider == provider, WebhookDelivery.delivery_id == delivery_id
+            )
+        )
+    ).first()
+
+
+async def get_delivery(
+    session: AsyncSession, row_id: uuid.UUID, *, for_update: bool = False
+) -> WebhookDelivery | None:
+    stmt = select(WebhookDelivery).where(WebhookDelivery.id == row_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.scalars(stmt)).first()
+
+
+async def list_deliveries(
+    session: AsyncSession, project_id: uuid.UUID, *, limit: int, before: uuid.UUID | None
+) -> list[WebhookDelivery]:
+    stmt = select(WebhookDelivery).where(WebhookDelivery.project_id == project_id)
+    if before is not None:
+        stmt = stmt.where(WebhookDelivery.id < before)
+    return list((await session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit))).all())
+
+
+async def set_result(
+    session: AsyncSession,
+    row_id: uuid.UUID,
+    *,
+    outcome: str | None = None,
+    reason: str | None = None,
+    run_id: uuid.UUID | None = None,
+) -> None:
+    values: dict[str, Any] = {}
+    if outcome is not None:
+        values["outcome"] = outcome
+    if reason is not None:
+        values["reason"] = reason
+    if run_id is not None:
+        values["run_id"] = run_id
+    if values:
+        await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row_id).values(**values))
+
+
+_COUNT_REDELIVERY = text("UPDATE webhook_deliveries SET redeliveries = redeliveries + 1 WHERE id = :id")
+
+
+async def count_redelivery(session: AsyncSession, row_id: uuid.UUID) -> None:
+    await session.execute(_COUNT_REDELIVERY, {"id": row_id})
