@@ -20,7 +20,7 @@ from api import errors, metrics
 from api.auth import passwords
 from api.middleware import BodySizeLimit, ErrorGuard, RequestContext, SecurityHeaders
 from api.readiness import Readiness
-from api.routes import auth, fleet, health, projects, runs, secrets, users, webhooks
+from api.routes import auth, fleet, health, integrations, projects, runs, secrets, users, webhooks
 from config.settings import ApiSettings
 from events.backbone import Backbone
 from events.probe import kafka_answers
@@ -32,6 +32,7 @@ _TAGS = [
     {"name": "users", "description": "Users."},
     {"name": "projects", "description": "Projects and their members."},
     {"name": "runs", "description": "Pipeline runs, their stages, logs and events."},
+    {"name": "integrations", "description": "Provider settings such as commit-status reporting."},
     {"name": "webhooks", "description": "Deliveries from GitHub, GitLab and Bitbucket, as data."},
     {"name": "workers", "description": "The worker fleet and its queues."},
     {"name": "health", "description": "Liveness, readiness and metrics (outside `/api/v1`)."},
@@ -140,7 +141,7 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
 
     errors.install(app)
     _problems_only_as_problem_json(app)
-    routers = (auth, users, projects, secrets, runs, webhooks, fleet, health)
+    routers = (auth, users, projects, secrets, integrations, runs, webhooks, fleet, health)
     for module in routers:
         app.include_router(module.router)
 

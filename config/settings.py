@@ -95,6 +95,10 @@ class OrchestratorSettings(CommonSettings):
     git_cache_dir: str = ".comet/git-cache"
     # Pull requests from forks run here, never on the trusted pools, and get no secrets.
     untrusted_pool: str = "untrusted"
+    # Decrypts integration tokens (commit statuses); without it, nothing is reported to Git hosts.
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
+    # Where people reach this Comet: commit statuses link to runs here.
+    public_url: str = "http://127.0.0.1:8000"
     reaper_interval_s: float = 1.0
     relay: bool = True
 

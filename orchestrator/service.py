@@ -9,11 +9,13 @@ from pathlib import Path
 import structlog
 
 from config.settings import OrchestratorSettings
+from db.crypto import SecretBox
 from events.backbone import Backbone
 from events.consumer import EventConsumer
 from events.deadletters import DeadLetterSink
 from orchestrator.handlers import RunEngine
 from orchestrator.reaper import LeaseReaper
+from orchestrator.status_reporter import StatusReporter
 from workers.git import MirrorCache
 
 log = structlog.get_logger(__name__)
@@ -39,6 +41,23 @@ class OrchestratorService:
             handler=self.engine.handle,
             dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.orchestrator_group),
         )
+        self.reporter: StatusReporter | None = None
+        self.reporter_consumer: EventConsumer | None = None
+        if settings.secret_key is not None:
+            self.reporter = StatusReporter(
+                b.sessions,
+                SecretBox(settings.secret_key.get_secret_value()),
+                consumer_name=b.topics.status_reporter_group,
+                public_url=settings.public_url,
+            )
+            self.reporter_consumer = EventConsumer(
+                name="status-reporter",
+                topics=[b.topics.run_status],
+                group_id=b.topics.status_reporter_group,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                handler=self.reporter.handle,
+                dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.status_reporter_group),
+            )
         self.reaper = LeaseReaper(
             b.sessions, b.topics, interval_s=settings.reaper_interval_s, on_commit=b.wake_relay
         )
@@ -49,12 +68,18 @@ class OrchestratorService:
             asyncio.create_task(self.consumer.run(), name="orchestrator-consumer"),
             asyncio.create_task(self.reaper.run(), name="lease-reaper"),
         ]
+        if self.reporter is not None and self.reporter_consumer is not None:
+            tasks.append(asyncio.create_task(self.reporter_consumer.run(), name="status-consumer"))
+            tasks.append(asyncio.create_task(self.reporter.run(), name="status-sender"))
         log.info("orchestrator started", topics=self.backbone.topics.orchestrator_inputs())
         try:
             await stop.wait()
         finally:
             self.consumer.stop()
             self.reaper.stop()
+            if self.reporter is not None and self.reporter_consumer is not None:
+                self.reporter_consumer.stop()
+                self.reporter.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.backbone.stop()
             log.info("orchestrator stopped")

@@ -504,11 +504,19 @@ def upgrade() -> None:
         sa.Column("run_id", sa.UUID(), nullable=False),
         sa.Column("provider", sa.String(length=32), nullable=False),
         sa.Column("state", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=16), server_default="pending", nullable=False),
+        sa.Column("request", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("http_status", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column(
             "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "next_attempt_at",
             sa.DateTime(timezone=True),
             server_default=sa.text("now()"),
             nullable=False,
@@ -524,6 +532,13 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_commit_status_reports_run_id"), "commit_status_reports", ["run_id"], unique=False
+    )
+    op.create_index(
+        "ix_commit_status_reports_due",
+        "commit_status_reports",
+        ["next_attempt_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'pending'"),
     )
     op.create_table(
         "stages",
@@ -857,6 +872,7 @@ def downgrade() -> None:
     op.drop_index("ix_webhook_deliveries_project_received", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_table("stages")
+    op.drop_index("ix_commit_status_reports_due", table_name="commit_status_reports")
     op.drop_index(op.f("ix_commit_status_reports_run_id"), table_name="commit_status_reports")
     op.drop_table("commit_status_reports")
     op.drop_index("ix_runs_project_created", table_name="runs")

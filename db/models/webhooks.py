@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,14 +36,23 @@ class WebhookDelivery(Base):
 
 
 class CommitStatusReport(Base):
+    """A commit status to send to the Git host for a run's state, retried with backoff until it
+    is delivered, superseded by a newer state of the same run, or given up (error kept)."""
+
     __tablename__ = "commit_status_reports"
+    __table_args__ = (
+        Index("ix_commit_status_reports_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     provider: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    request: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     http_status: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()
+    next_attempt_at: Mapped[datetime] = created_at_column()
     delivered_at: Mapped[datetime | None]

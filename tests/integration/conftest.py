@@ -120,7 +120,9 @@ async def platform(
     common_env: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
-    orch = OrchestratorService(OrchestratorSettings(**common_env, git_cache_dir=str(root / "orch-git")))
+    orch = OrchestratorService(
+        OrchestratorSettings(**common_env, git_cache_dir=str(root / "orch-git"), secret_key=TEST_SECRET_KEY)
+    )
     platform = Platform(orch)
     stop = asyncio.Event()
     platform.stops.append(stop)
