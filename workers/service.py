@@ -125,7 +125,10 @@ class WorkerService:
                 log.warning("heartbeat failed", error=repr(exc))
 
     async def heartbeat_once(self) -> None:
-        leases = [(a.claim.attempt_id, a.claim.fencing_token) for a in self.running.values()]
+        # Only the attempts in this snapshot are judged: one claimed while the UPDATE was in flight
+        # is not in `held`, yet its lease is fine.
+        snapshot = dict(self.running)
+        leases = [(a.claim.attempt_id, a.claim.fencing_token) for a in snapshot.values()]
         async with self.backbone.sessions.begin() as session:
             held = await attempts_repo.heartbeat(session, leases, self.settings.lease_s)
             await workers_repo.beat(
@@ -134,8 +137,10 @@ class WorkerService:
                 busy=len(self.running),
                 status="draining" if self.draining else "active",
             )
-        for attempt_id, attempt in list(self.running.items()):
+        for attempt_id, attempt in snapshot.items():
             lease = held.get(attempt_id)
+            if lease is None and attempt_id not in self.running:
+                continue  # it finished while the heartbeat was in flight
             if lease is None:
                 # Our lease expired (we were paused or cut off): someone else may run it now.
                 log.warning(

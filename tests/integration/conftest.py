@@ -191,3 +191,8 @@ async def api_client(common_env: dict[str, Any]) -> AsyncIterator[httpx.AsyncCli
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://comet.test") as client:
             yield client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Outage tests stop and restart the shared services: run them after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("outage") is not None)

@@ -113,8 +113,10 @@ async def delivery_row(sessions: async_sessionmaker[AsyncSession], row_id: str) 
         return row
 
 
-async def _wait_for_delivery_run(sessions: async_sessionmaker[AsyncSession], row_id: str) -> WebhookDelivery:
-    async with asyncio.timeout(60):
+async def _wait_for_delivery_run(
+    sessions: async_sessionmaker[AsyncSession], row_id: str, timeout_s: float = 60
+) -> WebhookDelivery:
+    async with asyncio.timeout(timeout_s):
         while True:
             row = await delivery_row(sessions, row_id)
             if row.run_id is not None or row.outcome == "ignored":
