@@ -26,7 +26,7 @@ from dataclasses import dataclass
 GITHUB_SIGNATURE_HEADER = "X-Hub-Signature-256"
 GITHUB_LEGACY_SIGNATURE_HEADER = "X-Hub-Signature"
 BITBUCKET_SIGNATURE_HEADER = "X-Hub-Signature"
-GITLAB_TOKEN_HEADER = "X-Gitlab-Token"  # noqa: S105 - a header name, not a secret
+GITLAB_TOKEN_HEADER = "X-Gitlab-Token"
 
 _PREFIX = "sha256="
 _HEX_DIGITS = 64
