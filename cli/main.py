@@ -136,7 +136,7 @@ def demo_seed(
     """Create the demo admin, repository and project (idempotent)."""
     from cli.demo import seed
 
-    typer.echo(seed(_settings(CommonSettings, "cli"), repo, credentials))
+    typer.echo(seed(_settings(ApiSettings, "cli"), repo, credentials))
 
 
 def main() -> None:
