@@ -98,7 +98,7 @@ def _ignored(state: RunState, why: str) -> Decision:
     return Decision(state, (), f"ignored: {why}")
 
 
-def _queue(stage: StageState, now: datetime) -> tuple[StageState, Command]:
+def _queue(stage: StageState, now: datetime) -> tuple[StageState, DispatchAttempt]:
     number = stage.attempt + 1
     queued = _set_stage(stage, StageStatus.QUEUED, now, attempt=number)
     return queued, DispatchAttempt(stage.name, number, stage.pool)
@@ -177,7 +177,7 @@ def _attempt_finished(state: RunState, event: AttemptFinishedInput, now: datetim
         and state.status not in RUN_TERMINAL
     ):
         updated, dispatch = _queue(dataclasses.replace(stage, **result), now)  # type: ignore[arg-type]
-        commands.append(dispatch)
+        commands.append(dataclasses.replace(dispatch, delay_s=stage.retry_backoff_s))
     else:
         updated = _set_stage(stage, StageStatus.FAILED, now, **result)
     new = _with_stage(state, updated)

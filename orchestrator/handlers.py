@@ -8,7 +8,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -224,8 +224,11 @@ class RunEngine:
                 stage=command.stage,
                 number=command.number,
                 pool=command.pool,
+                dispatch_at=work.now + timedelta(seconds=command.delay_s) if command.delay_s > 0 else None,
             )
             attempts.append(attempt)
+            if attempt.dispatch_at is not None:
+                continue  # the reaper dispatches it once its backoff has passed
             payload = AttemptDispatched(
                 run_id=run_id,
                 stage_id=attempt.stage_id,

@@ -38,6 +38,10 @@ class StageState:
         return int(self.spec.get("retry", {}).get("count", 0))
 
     @property
+    def retry_backoff_s(self) -> float:
+        return float(self.spec.get("retry", {}).get("backoff_s", 0.0))
+
+    @property
     def retry_when(self) -> tuple[str, ...]:
         return tuple(self.spec.get("retry", {}).get("when", ("script_failure", "lost_worker", "timeout")))
 
@@ -142,6 +146,8 @@ class DispatchAttempt:
     stage: str
     number: int
     pool: str
+    # A retry's backoff: the attempt is queued now but handed to workers only after this delay.
+    delay_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
-"""The lease reaper: attempts whose worker stopped renewing the lease are marked lost (their
-fencing token no longer admits a result) and reported as finished with `lost_worker`, so
-`decide()` retries them as new attempts or fails the stage."""
+"""The lease reaper and retry timer: attempts whose worker stopped renewing the lease are marked
+lost (their fencing token no longer admits a result) and reported as finished with
+`lost_worker`, so `decide()` retries them as new attempts or fails the stage; retries whose
+backoff has passed are handed to their pool's workers."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.repositories.attempts import reap_expired
+from db.repositories.attempts import reap_expired, take_due_retries
 from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
-from schemas.events import AttemptFinished
+from schemas.events import AttemptDispatched, AttemptFinished
 from schemas.states import AttemptStatus, FailureKind
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,24 @@ class LeaseReaper:
                 )
                 for a in lost
             ]
+            due = await take_due_retries(session)
+            events += [
+                PendingEvent(
+                    self._topics.dispatch(d.pool),
+                    new_envelope(
+                        AttemptDispatched(
+                            run_id=d.run_id,
+                            stage_id=d.stage_id,
+                            attempt_id=d.attempt_id,
+                            stage=d.stage,
+                            number=d.number,
+                            pool=d.pool,
+                        ),
+                        key=str(d.run_id),
+                    ),
+                )
+                for d in due
+            ]
             await add_events(session, events)
         for a in lost:
             log.warning(
@@ -70,7 +89,7 @@ class LeaseReaper:
                 attempt=a.number,
                 worker_id=a.worker_id,
             )
-        if lost:
+        if lost or due:
             self.reaped += len(lost)
             self._on_commit()
         return len(lost)

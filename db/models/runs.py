@@ -112,6 +112,8 @@ class StageAttempt(Base):
     lease_expires_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # Set while a retry waits out its backoff; the reaper dispatches it when due.
+    dispatch_at: Mapped[datetime | None]
     exit_code: Mapped[int | None]
     failure_kind: Mapped[str | None] = mapped_column(String(32))
     failure_reason: Mapped[str | None] = mapped_column(Text)

@@ -218,3 +218,31 @@ async def reap_expired(session: AsyncSession, limit: int = 500) -> list[LostAtte
         )
         for r in rows
     ]
+
+
+_DUE_RETRIES = text(
+    """
+    UPDATE stage_attempts a SET dispatch_at = NULL
+      FROM stages s
+     WHERE a.stage_id = s.id
+       AND a.id IN (SELECT id FROM stage_attempts WHERE status = 'queued' AND dispatch_at <= now()
+                    ORDER BY dispatch_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING a.id, a.run_id, a.stage_id, s.name AS stage, a.number, a.pool
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DueAttempt:
+    attempt_id: uuid.UUID
+    run_id: uuid.UUID
+    stage_id: uuid.UUID
+    stage: str
+    number: int
+    pool: str
+
+
+async def take_due_retries(session: AsyncSession, limit: int = 500) -> list[DueAttempt]:
+    """Queued attempts whose retry backoff has passed (each returned once, to one caller)."""
+    rows = await session.execute(_DUE_RETRIES, {"limit": limit})
+    return [DueAttempt(r.id, r.run_id, r.stage_id, r.stage, r.number, r.pool) for r in rows]

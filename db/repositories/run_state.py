@@ -185,6 +185,7 @@ class NewAttempt:
     stage: str
     number: int
     pool: str
+    dispatch_at: datetime | None = None
 
 
 async def insert_attempts(session: AsyncSession, attempts: Sequence[NewAttempt]) -> None:
@@ -200,6 +201,7 @@ async def insert_attempts(session: AsyncSession, attempts: Sequence[NewAttempt])
                 "number": a.number,
                 "pool": a.pool,
                 "status": AttemptStatus.QUEUED.value,
+                "dispatch_at": a.dispatch_at,
             }
             for a in attempts
         ],

@@ -254,3 +254,17 @@ stages:
     assert secret not in log
     assert "hunter2" not in log
     assert log.count("***") == 2
+
+
+async def test_a_retry_waits_out_its_backoff_before_the_next_attempt(
+    platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
+) -> None:
+    definition = "stages:\n  flaky:\n    retry: {count: 1, backoff: 2s}\n    run: exit 1\n"
+    project = await _project(sessions, tmp_path, definition)
+    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))  # type: ignore[arg-type]
+
+    assert run.status == "failed"
+    first, second = await attempts_of(sessions, run.id)
+    assert first.finished_at is not None
+    assert second.started_at is not None
+    assert (second.started_at - first.finished_at).total_seconds() >= 2.0

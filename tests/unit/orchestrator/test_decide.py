@@ -350,3 +350,11 @@ def test_definition_variable_defaults_yield_to_trigger_variables() -> None:
     requested = run(RunStatus.REQUESTED, variables={"TARGET": "staging"})
     planned = Planned(sha="b" * 40, stages=(stage("a"),), variable_defaults={"TARGET": "prod", "LEVEL": "1"})
     assert decide(requested, planned, NOW).state.variables == {"TARGET": "staging", "LEVEL": "1"}
+
+
+def test_a_retry_carries_the_backoff_of_the_retry_policy() -> None:
+    state = run(
+        RunStatus.RUNNING, stage("t", status=S.RUNNING, attempt=1, retry={"count": 1, "backoff_s": 5.0})
+    )
+    d = decide(state, AttemptFinishedInput("t", 1, "failed", 1, "script_failure"), NOW)
+    assert d.commands == (DispatchAttempt("t", 2, "default", delay_s=5.0),)
