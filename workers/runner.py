@@ -38,6 +38,9 @@ class RunningAttempt:
     claim: Claim
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     lease_lost: bool = False
+    # Set when the worker stops before the stage finished (drain timeout): the attempt is
+    # reported lost at once, so it is retried now rather than after its lease expires.
+    handed_back: bool = False
 
 
 def stage_environment(claim: Claim, workspace: str) -> dict[str, str]:
@@ -139,6 +142,12 @@ class AttemptRunner:
                 "lease lost while running; result not reported", stage=claim.stage, attempt=claim.number
             )
             return
+        if attempt.handed_back:
+            reason = f"worker {self._worker_id} shut down before the stage finished (drain timeout)"
+            await self._report(
+                claim, None, (FailureKind.LOST_WORKER.value, reason), status=AttemptStatus.LOST
+            )
+            return
         await self._report(claim, result, failure)
 
     async def _secrets(self, claim: Claim) -> dict[str, str]:
@@ -149,7 +158,12 @@ class AttemptRunner:
             return await decrypted_secrets(session, self._box, claim.project_id)
 
     async def _report(
-        self, claim: Claim, result: ExecutionResult | None, failure: tuple[str, str] | None
+        self,
+        claim: Claim,
+        result: ExecutionResult | None,
+        failure: tuple[str, str] | None,
+        *,
+        status: AttemptStatus = AttemptStatus.FAILED,
     ) -> None:
         kind: str | None
         reason: str | None
@@ -161,7 +175,7 @@ class AttemptRunner:
             status, kind, reason = AttemptStatus.FAILED, result.failure_kind, result.reason
         else:
             assert failure is not None
-            status, (kind, reason) = AttemptStatus.FAILED, failure
+            kind, reason = failure
         exit_code = result.exit_code if result is not None else None
         async with self._sessions.begin() as session:
             finished_at = await finish(

@@ -226,8 +226,8 @@ class WorkerService:
             log.info("draining", running=len(self._tasks), timeout_s=self.settings.drain_timeout_s)
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout_s)
             if pending:
-                log.warning("drain timeout; stopping running stages", count=len(pending))
+                log.warning("drain timeout; handing running stages back", count=len(pending))
                 for attempt in self.running.values():
-                    attempt.lease_lost = True
+                    attempt.handed_back = True
                     attempt.cancel.set()
                 await asyncio.wait(pending, timeout=self.settings.kill_grace_s + 5)

@@ -43,10 +43,13 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def worker(self, pool: str = "default", *, lease_s: float = 3.0) -> CometProcess:
+    def worker(
+        self, pool: str = "default", *, lease_s: float = 3.0, drain_timeout_s: float = 300
+    ) -> CometProcess:
         env = process_env(
             self.common,
             lease_s=lease_s,
+            drain_timeout_s=drain_timeout_s,
             heartbeat_s="0.5",
             kill_grace_s="2",
             workspace_dir=str(self.root / f"ws-{len(self.procs)}"),
@@ -185,3 +188,47 @@ stages:
     attempts = await attempts_of(sessions, run_id)
     assert sorted(a.number for a in attempts) == [1, 1, 1], "a stage ran twice"
     assert all(a.status == "succeeded" for a in attempts)
+
+
+async def test_sigterm_drains_a_worker_letting_its_running_stage_finish_and_report(
+    cluster: Cluster, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    repo, _ = make_repo(tmp_path / "repo", {".comet.yml": "stages:\n  work: {run: 'sleep 2; echo done'}\n"})
+    project = await add_project(sessions, str(repo))
+    cluster.orchestrator()
+    draining = cluster.worker(lease_s=10.0)
+    run_id = await start_run(sessions, cluster.topics, project)
+    await until(lambda: attempt_in(sessions, run_id, 1, "running"), what="attempt running")
+
+    draining.signal(signal.SIGTERM)
+    exit_code = await asyncio.to_thread(draining.proc.wait, 60)  # type: ignore[union-attr]
+    run = await wait_for_run(sessions, run_id, timeout_s=30)
+
+    assert exit_code == 0
+    assert run.status == "succeeded"
+    assert [(a.number, a.status) for a in await attempts_of(sessions, run_id)] == [(1, "succeeded")]
+
+
+async def test_a_drain_timeout_hands_the_stage_back_at_once_as_a_lost_attempt(
+    cluster: Cluster, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    repo, _ = make_repo(tmp_path / "repo", {".comet.yml": SLOW_ON_FIRST_ATTEMPT})
+    project = await add_project(sessions, str(repo))
+    cluster.orchestrator()
+    leaving = cluster.worker(lease_s=60.0, drain_timeout_s=1.0)
+    run_id = await start_run(sessions, cluster.topics, project)
+    await until(lambda: attempt_in(sessions, run_id, 1, "running"), what="attempt 1 running")
+
+    leaving.signal(signal.SIGTERM)
+    lost = await until(
+        lambda: attempt_in(sessions, run_id, 1, "lost"), timeout_s=30, what="attempt 1 handed back"
+    )
+    cluster.worker(lease_s=60.0)
+    run = await wait_for_run(sessions, run_id, timeout_s=60)
+
+    assert "drain timeout" in (lost.failure_reason or "")
+    assert run.status == "succeeded"
+    assert [(a.number, a.status) for a in await attempts_of(sessions, run_id)] == [
+        (1, "lost"),
+        (2, "succeeded"),
+    ]
