@@ -44,6 +44,7 @@ class LogShipper:
         self._truncated = False
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self.lease_lost = False
 
     def start(self) -> None:
@@ -92,16 +93,18 @@ class LogShipper:
             self._stored += len(data.encode())
 
     async def close(self) -> None:
+        # Stop the ticker between flushes, never inside one: a flush cancelled after taking the
+        # buffer would lose that chunk.
+        self._closing.set()
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await self._ticker
         self._add(self._masker.feed(self._decoder.decode(b"", final=True)) + self._masker.flush())
         await self.flush()
 
     async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_s)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._flush_s)
             try:
                 await self.flush()
             except Exception as exc:

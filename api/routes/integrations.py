@@ -36,7 +36,7 @@ def _out(i: Integration) -> IntegrationOut:
     summary="List a project's integrations",
     description="Secrets (tokens) are never returned.",
     response_model=IntegrationList,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 422),
 )
 async def list_integrations(access: ProjectAccessDep, session: SessionDep) -> IntegrationList:
     return IntegrationList(data=[_out(i) for i in await integrations.list_for(session, access.project.id)])
@@ -73,7 +73,7 @@ async def create_integration(
     "/projects/{project_id}/integrations/{integration_id}",
     summary="Remove an integration",
     status_code=204,
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def delete_integration(
     access: ProjectAccessDep, session: SessionDep, integration_id: Annotated[uuid.UUID, Path()]
@@ -91,7 +91,7 @@ async def delete_integration(
     description="Each state reported to the Git host: delivered, pending (retrying with backoff), "
     "superseded by a newer state, or failed with the host's answer.",
     response_model=CommitStatusList,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 422),
 )
 async def run_commit_statuses(access: RunAccessDep, session: SessionDep) -> CommitStatusList:
     rows = await commit_statuses.reports_for_run(session, access.run.id)

@@ -86,7 +86,7 @@ def _event_name(provider: str, headers: dict[str, str]) -> str:
     "(recorded as rejected); 503 with Retry-After when the database is down (nothing is stored).",
     status_code=202,
     response_model=DeliveryAck,
-    responses={**_DUPLICATE, **problem_responses(400, 401, 404, 413, 503)},
+    responses={**_DUPLICATE, **problem_responses(400, 401, 404, 413, 422, 503)},
 )
 async def receive(
     provider: Provider, request: Request, session: SessionDep, settings: SettingsDep, backbone: BackboneDep
@@ -215,7 +215,7 @@ async def list_deliveries(
     "`force=true`. Rejected deliveries cannot be re-driven.",
     status_code=202,
     response_model=RedeliverAccepted,
-    responses=problem_responses(401, 403, 404, 409),
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def redeliver(
     access: ProjectAccessDep,
@@ -252,7 +252,7 @@ async def redeliver(
     description="A new secret (shown once) takes effect at once; the previous one keeps verifying "
     "for 24 hours so the Git host's configuration can be updated without losing deliveries.",
     response_model=SecretRotated,
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def rotate_secret(
     access: ProjectAccessDep, session: SessionDep, settings: SettingsDep
