@@ -67,6 +67,8 @@ def _seconds(value: object) -> float:
 class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Processes serving the API (uvicorn workers); 1 keeps everything in one process.
+    api_workers: int = Field(default=1, ge=1, le=64)
     jwt_secret: SecretStr = Field(min_length=32)
     jwt_issuer: str = "comet"
     jwt_audience: str = "comet-api"
