@@ -164,7 +164,13 @@ class RunEngine:
         decision = decide(before, event_input, work.now)
         self.decisions += 1
         if decision.note:
-            log.info(decision.note, run_id=str(run_id), event_type=cause.type)
+            log.info(
+                decision.note,
+                run_id=str(run_id),
+                event_type=cause.type,
+                event_id=str(cause.event_id),
+                correlation_id=cause.correlation_id,
+            )
         work.states[run_id] = decision.state
         for payload in status_changes(before, decision.state, work.now):
             work.events.append(self._emit(self._topics.run_status, payload, cause, run_id))

@@ -232,3 +232,22 @@ async def test_a_drain_timeout_hands_the_stage_back_at_once_as_a_lost_attempt(
         (1, "lost"),
         (2, "succeeded"),
     ]
+
+
+async def test_two_orchestrators_share_the_runs_and_no_stage_runs_twice(
+    cluster: Cluster, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    definition = "stages:\n  a: {run: 'true'}\n  b: {run: 'true'}\n  c: {needs: [a, b], run: 'true'}\n"
+    repo, sha = make_repo(tmp_path / "repo", {".comet.yml": definition})
+    project = await add_project(sessions, str(repo))
+    cluster.orchestrator()
+    cluster.orchestrator()
+    cluster.worker(lease_s=10.0)
+
+    run_ids = [await start_run(sessions, cluster.topics, project, sha=sha) for _ in range(12)]
+    runs = [await wait_for_run(sessions, run_id, timeout_s=90) for run_id in run_ids]
+
+    assert {r.status for r in runs} == {"succeeded"}
+    for run_id in run_ids:
+        attempts = await attempts_of(sessions, run_id)
+        assert sorted(a.number for a in attempts) == [1, 1, 1]
