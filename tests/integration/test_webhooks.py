@@ -18,13 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.passwords import hash_password
 from api.webhooks.signatures import sign
+from config.settings import WorkerSettings
 from db.crypto import SecretBox
 from db.models import Membership, Project, Run, WebhookDelivery
 from db.repositories import users
 from db.repositories.projects import add_webhook_secret
+from db.repositories.secrets import put_secret
 from schemas.states import RunStatus
 from tests.integration.conftest import TEST_SECRET_KEY, Platform, git, make_repo
 from tests.integration.helpers import add_project, stages_of, wait_for_run
+from workers.service import WorkerService
 
 pytestmark = pytest.mark.integration
 
@@ -364,3 +367,54 @@ async def _owner_headers(
         session.add(Membership(project_id=project_id, user_id=user.id, role="owner"))
     login = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+async def test_a_fork_pull_request_gets_no_project_secrets(
+    platform: Platform,
+    api_client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    common_env: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    definition = """
+on: {pull_request: {branches: [main]}}
+stages:
+  check:
+    run: |
+      test -z "${DEPLOY_TOKEN:-}"
+      echo "no secrets here"
+"""
+    repo = await _repo(sessions, tmp_path, "github", definition)
+    async with sessions.begin() as session:
+        await put_secret(
+            session, SecretBox(TEST_SECRET_KEY), repo.project_id, "DEPLOY_TOKEN", "do-not-leak-me"
+        )
+    untrusted = WorkerService(
+        WorkerSettings(
+            **common_env,
+            pool="untrusted",
+            workspace_dir=str(tmp_path / "ws"),
+            git_cache_dir=str(tmp_path / "git"),
+            secret_key=TEST_SECRET_KEY,
+        ),
+        worker_id="untrusted-worker",
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(untrusted.run(stop))
+    try:
+        git(repo.path, "update-ref", "refs/pull/9/head", repo.sha)
+        body = fixture("github", "pull_request_opened_fork")
+        body["repository"]["full_name"] = repo.provider_repo
+        body["number"] = body["pull_request"]["number"] = 9
+        body["pull_request"]["head"]["sha"] = repo.sha
+        body["pull_request"]["base"]["repo"]["full_name"] = repo.provider_repo
+
+        response = await post_github(api_client, repo, body, event="pull_request")
+        row = await _wait_for_delivery_run(sessions, response.json()["id"])
+        assert row.run_id is not None, row.reason
+        run = await wait_for_run(sessions, row.run_id)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    assert run.status == "succeeded", run.failure_reason
