@@ -15,12 +15,28 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from api import errors, metrics
 from api.auth import passwords
-from api.middleware import BodySizeLimit, ErrorGuard, RequestContext, SecurityHeaders
+from api.auth.throttle import LoginThrottle
+from api.middleware import BodySizeLimit, ErrorGuard, RequestContext, SecurityHeaders, cors_options
+from api.ratelimit import RateLimiter
 from api.readiness import Readiness
-from api.routes import auth, fleet, health, integrations, projects, runs, secrets, users, webhooks
+from api.routes import (
+    audit,
+    auth,
+    fleet,
+    health,
+    integrations,
+    oauth,
+    projects,
+    runs,
+    secrets,
+    tokens,
+    users,
+    webhooks,
+)
 from config.settings import ApiSettings
 from events.backbone import Backbone
 from events.probe import kafka_answers
@@ -30,6 +46,8 @@ log = structlog.get_logger(__name__)
 _TAGS = [
     {"name": "auth", "description": "Log in, refresh and log out."},
     {"name": "users", "description": "Users."},
+    {"name": "tokens", "description": "Personal API tokens for scripts."},
+    {"name": "audit", "description": "The audit log of security-relevant actions (admins)."},
     {"name": "projects", "description": "Projects and their members."},
     {"name": "runs", "description": "Pipeline runs, their stages, logs and events."},
     {"name": "integrations", "description": "Provider settings such as commit-status reporting."},
@@ -96,8 +114,12 @@ def _problems_only_as_problem_json(app: FastAPI) -> None:
         schema = generate()
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
-                for response in operation.get("responses", {}).values():
+                for status, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
+                    if str(status).startswith(("4", "5")) and content and errors.PROBLEM_JSON not in content:
+                        # FastAPI's own 422 (HTTPValidationError): what is sent is a problem document.
+                        content.clear()
+                        content[errors.PROBLEM_JSON] = {"schema": {"$ref": "#/components/schemas/Problem"}}
                     if errors.PROBLEM_JSON in content:
                         for media_type in [m for m in content if m != errors.PROBLEM_JSON]:
                             del content[media_type]
@@ -138,16 +160,33 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
     app.state.settings = settings
     app.state.backbone = backbone
     app.state.readiness = Readiness(backbone.engine, settings.kafka_bootstrap_servers)
+    app.state.rate_limiter = RateLimiter(settings)
+    app.state.login_throttle = LoginThrottle(settings, app.state.rate_limiter.storage)
 
     errors.install(app)
     _problems_only_as_problem_json(app)
-    routers = (auth, users, projects, secrets, integrations, runs, webhooks, fleet, health)
+    routers = (
+        auth,
+        oauth,
+        users,
+        tokens,
+        audit,
+        projects,
+        secrets,
+        integrations,
+        runs,
+        webhooks,
+        fleet,
+        health,
+    )
     for module in routers:
         app.include_router(module.router)
 
     # Added innermost first: the last one added wraps all the others.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ErrorGuard)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts_max_age_s=settings.hsts_max_age_s if settings.tls else None)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
     app.add_middleware(RequestContext, observe=metrics.observe)
     return app

@@ -1,9 +1,10 @@
-"""The API's pure ASGI middleware: request ids and the access log, security headers, a last-resort
-error guard, and the request body size limit.
+"""The API's pure ASGI middleware: request ids and the access log, security headers (HSTS when
+served over TLS), a last-resort error guard, and the request body size limit; CORS (Starlette's,
+added with `cors_options` only when origins are configured: closed by default).
 
 Pure ASGI (no BaseHTTPMiddleware): no extra task per request and streaming responses pass
-straight through. Order, outermost first: `RequestContext` (id, timing, access log, metrics) ->
-`SecurityHeaders` -> `ErrorGuard` -> `BodySizeLimit` -> FastAPI.
+straight through. Order, outermost first: `RequestContext` (id, client address, timing, access log,
+metrics) -> CORS -> `SecurityHeaders` -> `ErrorGuard` -> `BodySizeLimit` -> FastAPI.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ class RequestContext:
                 headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        client = scope.get("client")
+        client_ip = str(client[0]) if client else None
+        with structlog.contextvars.bound_contextvars(request_id=request_id, client_ip=client_ip):
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:
@@ -112,10 +115,12 @@ class RequestContext:
 
 
 class SecurityHeaders:
-    """nosniff, no framing, no referrer, and a Content-Security-Policy on every response."""
+    """nosniff, no framing, no referrer, and a Content-Security-Policy on every response; with
+    `hsts_max_age_s` (served over TLS), Strict-Transport-Security too."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts_max_age_s: int | None = None) -> None:
         self.app = app
+        self.hsts = None if hsts_max_age_s is None else f"max-age={hsts_max_age_s}; includeSubDomains"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,6 +136,8 @@ class SecurityHeaders:
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 headers.setdefault("Content-Security-Policy", csp)
+                if self.hsts is not None:
+                    headers.setdefault("Strict-Transport-Security", self.hsts)
                 if api:
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
@@ -214,3 +221,20 @@ class BodySizeLimit:
 def current_request_id() -> str | None:
     value: Any = structlog.contextvars.get_contextvars().get("request_id")
     return value if isinstance(value, str) else None
+
+
+CORS_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID", "Accept")
+CORS_EXPOSED = ("X-Request-ID", "Retry-After", "Location", "RateLimit-Limit", "RateLimit-Remaining")
+
+
+def cors_options(origins: tuple[str, ...]) -> dict[str, Any]:
+    """Keyword arguments for Starlette's CORSMiddleware: bearer tokens, not cookies, so no
+    credentials; only the configured origins."""
+    return {
+        "allow_origins": list(origins),
+        "allow_credentials": False,
+        "allow_methods": ["GET", "POST", "PUT", "PATCH", "DELETE"],
+        "allow_headers": list(CORS_HEADERS),
+        "expose_headers": list(CORS_EXPOSED),
+        "max_age": 600,
+    }

@@ -7,10 +7,11 @@ malformed value stops start-up with one clear line per bad value (`SettingsError
 from __future__ import annotations
 
 import re
-from typing import Literal, TypeVar
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas.durations import parse_duration
 
@@ -69,7 +70,13 @@ class ApiSettings(CommonSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     # Processes serving the API (uvicorn workers); 1 keeps everything in one process.
     api_workers: int = Field(default=1, ge=1, le=64)
-    jwt_secret: SecretStr = Field(min_length=32)
+    # The JWT signing keys, from a file instead of COMET_JWT_SECRET: the first non-empty line signs,
+    # the following lines only verify (previous keys, kept until their tokens have expired).
+    jwt_secret_file: Path | None = None
+    # Declared after jwt_secret_file: its validators read the file when no secret is set.
+    jwt_secret: SecretStr = Field(default=SecretStr(""), validate_default=True)
+    # Previous signing keys, comma-separated: they verify tokens they signed, never sign new ones.
+    jwt_previous_secrets: SecretStr = Field(default=SecretStr(""), validate_default=True)
     jwt_issuer: str = "comet"
     jwt_audience: str = "comet-api"
     access_token_ttl_s: float = 900.0
@@ -91,6 +98,108 @@ class ApiSettings(CommonSettings):
         if not 0 < value <= 900:
             raise ValueError("access tokens live at most 15 minutes (900 s)")
         return value
+
+    # -- identity and gateway (issue 5) -----------------------------------------------------------
+    # HTTPS in front of the API: adds Strict-Transport-Security and marks cookies Secure.
+    tls: bool = False
+    hsts_max_age_s: int = Field(default=63_072_000, ge=0)
+    # Origins allowed to call the API from a browser, comma-separated; none by default (closed).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Rate limits (`N/second|minute|hour`, the `limits` library's notation), in memory unless
+    # COMET_REDIS_URL is set. auth and webhook are per client address, trigger per user.
+    rate_limits_enabled: bool = True
+    rate_limit_auth: str = "30/minute"
+    rate_limit_trigger: str = "60/minute"
+    rate_limit_webhook: str = "1200/minute"
+    # Login throttling: after this many failures, each further one locks out for an exponentially
+    # growing time (base * 2**k, at most max) during which logins answer 429 with Retry-After.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=50, ge=1)
+    login_backoff_base_s: float = Field(default=1.0, gt=0)
+    login_backoff_max_s: float = Field(default=900.0, gt=0)
+    login_failure_window_s: float = Field(default=3600.0, gt=0)
+    # OAuth login. A provider is offered once its client id and secret are set. The URLs default to
+    # the public hosts; point them at GitHub Enterprise or a self-managed GitLab as needed.
+    public_url: str | None = None  # where browsers reach the API (OAuth callback); default: request's
+    oauth_allow_signup: bool = True  # create a user on first OAuth login (by verified e-mail)
+    oauth_github_client_id: str | None = None
+    oauth_github_client_secret: SecretStr | None = None
+    oauth_github_authorize_url: str = "https://github.com/login/oauth/authorize"
+    oauth_github_token_url: str = "https://github.com/login/oauth/access_token"
+    oauth_github_api_url: str = "https://api.github.com"
+    oauth_gitlab_client_id: str | None = None
+    oauth_gitlab_client_secret: SecretStr | None = None
+    oauth_gitlab_authorize_url: str = "https://gitlab.com/oauth/authorize"
+    oauth_gitlab_token_url: str = "https://gitlab.com/oauth/token"
+    oauth_gitlab_api_url: str = "https://gitlab.com/api/v4"
+    oauth_bitbucket_client_id: str | None = None
+    oauth_bitbucket_client_secret: SecretStr | None = None
+    oauth_bitbucket_authorize_url: str = "https://bitbucket.org/site/oauth2/authorize"
+    oauth_bitbucket_token_url: str = "https://bitbucket.org/site/oauth2/access_token"
+    oauth_bitbucket_api_url: str = "https://api.bitbucket.org/2.0"
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if not value.get_secret_value():
+            path = info.data.get("jwt_secret_file")
+            keys = _key_file_lines(path) if path is not None else []
+            if not keys:
+                raise ValueError("is required but not set (or set COMET_JWT_SECRET_FILE)")
+            value = SecretStr(keys[0])
+        if len(value.get_secret_value()) < MIN_JWT_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_JWT_SECRET_CHARS} characters long")
+        return value
+
+    @field_validator("jwt_previous_secrets")
+    @classmethod
+    def _jwt_previous(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        path = info.data.get("jwt_secret_file")
+        if path is not None:
+            keys += _key_file_lines(path)[1:]
+        if any(len(k) < MIN_JWT_SECRET_CHARS for k in keys):
+            raise ValueError(f"each key must be at least {MIN_JWT_SECRET_CHARS} characters long")
+        return SecretStr(",".join(keys))
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [o.strip() for o in value.split(",") if o.strip()]
+        if isinstance(value, list | tuple):
+            for origin in value:
+                if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.match(origin)):
+                    raise ValueError(f"{origin!r} is not an origin like https://ci.example.com")
+        return value
+
+    @field_validator("rate_limit_auth", "rate_limit_trigger", "rate_limit_webhook")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate like 30/minute") from None
+        return value
+
+    def jwt_verification_keys(self) -> list[str]:
+        """The previous signing keys (they verify, never sign)."""
+        return [k for k in self.jwt_previous_secrets.get_secret_value().split(",") if k]
+
+
+MIN_JWT_SECRET_CHARS = 32
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def _key_file_lines(path: Path) -> list[str]:
+    """The non-empty, non-comment lines of a JWT key file; ValueError naming the file if unreadable."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read the key file {path}: {exc.strerror}") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 class OrchestratorSettings(CommonSettings):

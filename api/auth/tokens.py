@@ -1,15 +1,26 @@
-"""JWT access tokens: issued at login and refresh, verified on every authenticated request.
+"""JWT access tokens: issued at login, refresh and OAuth login, verified on every request.
 
-HS256 only (the algorithm is pinned both ways, so `none` or an RSA-for-HMAC confusion cannot
-pass), every registered claim required, `typ` must be `access`, and a small leeway for clock
-skew. Every failure is the same `Unauthorized` to the client; the reason goes to the debug log.
+One pinned algorithm, HS256, both ways: a token whose header names anything else (`none`, RS256,
+HS512) is refused before any key is touched, so an algorithm confusion cannot pass. Every
+registered claim is required (`exp iat nbf iss aud sub typ jti`, plus `sid`, the session that
+makes the token revocable), `typ` must be `access`, and a small leeway absorbs clock skew.
+
+Keys rotate: each key has a `kid` (a short hash of the key, so the id names the key without
+revealing it). The current key signs; previous keys (`COMET_JWT_PREVIOUS_SECRETS`, or the extra
+lines of `COMET_JWT_SECRET_FILE`) only verify, and may be dropped once the tokens they signed have
+expired (the access-token lifetime, at most 15 minutes, after the rotation). A token naming an
+unknown `kid`, or none, is refused.
+
+Every failure is the same `Unauthorized` to the client; the reason goes to the debug log.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +36,37 @@ log = structlog.get_logger(__name__)
 ALGORITHM = "HS256"
 ACCESS_TYPE = "access"
 LEEWAY_S = 5
-REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ")
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ", "sid")
 INVALID_TOKEN = "The access token is invalid or has expired."  # noqa: S105 - a message
+REFRESH_PREFIX = "cmr_"
+
+
+def key_id(secret: str) -> str:
+    """The `kid` of a signing key: 16 hex digits of a SHA-256 over it (names it, reveals nothing)."""
+    return hashlib.sha256(b"comet-jwt-kid\x00" + secret.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRing:
+    """The signing key (`current_kid`) and every key that verifies, by kid."""
+
+    current_kid: str
+    keys: Mapping[str, str]
+
+    @property
+    def signing_key(self) -> str:
+        return self.keys[self.current_kid]
+
+
+@functools.lru_cache(maxsize=16)
+def _ring(current: str, previous: tuple[str, ...]) -> KeyRing:
+    keys = {key_id(k): k for k in previous}
+    keys[key_id(current)] = current
+    return KeyRing(key_id(current), keys)
+
+
+def key_ring(settings: ApiSettings) -> KeyRing:
+    return _ring(settings.jwt_secret.get_secret_value(), tuple(settings.jwt_verification_keys()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +75,7 @@ class AccessClaims:
     token_id: str
     issued_at: datetime
     expires_at: datetime
-    session_id: uuid.UUID | None = None
+    session_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +89,10 @@ def issue_access_token(
     settings: ApiSettings,
     user_id: uuid.UUID,
     *,
-    session_id: uuid.UUID | None = None,
+    session_id: uuid.UUID,
     now: datetime | None = None,
 ) -> IssuedToken:
-    """A signed access token for `user_id`, valid for `access_token_ttl_s` from `now`."""
+    """A signed access token for `user_id` in `session_id`, valid for `access_token_ttl_s`."""
     issued = int((now or datetime.now(UTC)).timestamp())
     ttl = int(settings.access_token_ttl_s)
     token_id = str(uuid.uuid4())
@@ -65,10 +105,10 @@ def issue_access_token(
         "exp": issued + ttl,
         "jti": token_id,
         "typ": ACCESS_TYPE,
+        "sid": str(session_id),
     }
-    if session_id is not None:
-        claims["sid"] = str(session_id)
-    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    ring = key_ring(settings)
+    token = jwt.encode(claims, ring.signing_key, algorithm=ALGORITHM, headers={"kid": ring.current_kid})
     return IssuedToken(
         token,
         ttl,
@@ -85,9 +125,16 @@ def issue_access_token(
 def verify_access_token(settings: ApiSettings, token: str) -> AccessClaims:
     """The claims of a valid access token; `Unauthorized` (generic detail) for anything else."""
     try:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") != ALGORITHM:
+            raise jwt.InvalidAlgorithmError(f"alg {header.get('alg')!r} is not {ALGORITHM}")
+        kid = header.get("kid")
+        key = key_ring(settings).keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise jwt.InvalidKeyError("unknown or missing kid")
         payload = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
+            key,
             algorithms=[ALGORITHM],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
@@ -95,28 +142,29 @@ def verify_access_token(settings: ApiSettings, token: str) -> AccessClaims:
             options={"require": list(REQUIRED_CLAIMS)},
         )
         return _claims(payload)
-    except (jwt.InvalidTokenError, ValueError, TypeError, KeyError, OverflowError) as exc:
-        log.debug("access token refused", reason=repr(exc))
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError) as exc:
+        log.debug("access token refused", reason=type(exc).__name__)
         raise Unauthorized(INVALID_TOKEN) from None
 
 
 def _claims(payload: dict[str, Any]) -> AccessClaims:
     if payload.get("typ") != ACCESS_TYPE:
         raise jwt.InvalidTokenError("typ is not 'access'")
-    sid = payload.get("sid")
+    if not isinstance(payload["jti"], str) or not payload["jti"]:
+        raise jwt.InvalidTokenError("jti is not a string")
     return AccessClaims(
         user_id=uuid.UUID(payload["sub"]),
-        token_id=str(payload["jti"]),
+        token_id=payload["jti"],
         issued_at=datetime.fromtimestamp(payload["iat"], UTC),
         expires_at=datetime.fromtimestamp(payload["exp"], UTC),
-        session_id=uuid.UUID(sid) if isinstance(sid, str) else None,
+        session_id=uuid.UUID(payload["sid"]),
     )
 
 
 # -- refresh tokens: opaque, random, stored only as their SHA-256 ----------------------------------
 def new_refresh_token() -> tuple[str, str]:
     """A fresh refresh token (`cmr_` + 32 random bytes, url-safe) and the hash to store."""
-    token = "cmr_" + secrets.token_urlsafe(32)
+    token = REFRESH_PREFIX + secrets.token_urlsafe(32)
     return token, refresh_token_hash(token)
 
 

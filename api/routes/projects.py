@@ -8,12 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from api.access import ProjectAccessDep, require_role
+from api.access import Action, ProjectAccessDep, project_permit
 from api.deps import CurrentUser, JsonBody, SessionDep, SettingsDep
 from api.errors import Conflict, NotFound, ValidationFailed, problem_responses
+from api.permissions import check_grant
 from api.routes import API_PREFIX
 from db.crypto import SecretBox
-from db.repositories import projects, users
+from db.repositories import audit, projects, users
 from db.repositories.errors import AlreadyExistsError
 from db.repositories.projects import ProjectAccess
 from schemas.api.common import CursorError, Page, decode_cursor, encode_cursor
@@ -117,8 +118,11 @@ async def get_project(access: ProjectAccessDep) -> ProjectOut:
     response_model=ProjectOut,
     responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
 )
-async def update_project(body: ProjectUpdate, access: ProjectAccessDep, session: SessionDep) -> ProjectOut:
-    require_role(Role.MAINTAINER, access.role, "change a project")
+async def update_project(
+    body: ProjectUpdate,
+    access: Annotated[ProjectAccess, project_permit(Action.CONFIGURE)],
+    session: SessionDep,
+) -> ProjectOut:
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
     errors = [(f"body.{k}", "must not be null") for k in _NOT_NULL if k in changes and changes[k] is None]
     dropped_repo = "provider_repo" in changes and changes["provider_repo"] is None
@@ -141,12 +145,21 @@ async def update_project(body: ProjectUpdate, access: ProjectAccessDep, session:
     response_class=Response,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-async def delete_project(access: ProjectAccessDep, session: SessionDep) -> Response:
-    require_role(Role.OWNER, access.role, "delete a project")
+async def delete_project(
+    access: Annotated[ProjectAccess, project_permit(Action.DELETE)], user: CurrentUser, session: SessionDep
+) -> Response:
     unfinished = await projects.unfinished_runs(session, access.project.id)
     if unfinished:
         raise Conflict(f"The project has {unfinished} unfinished run(s); cancel them first.")
     await projects.delete_project(session, access.project.id)
+    await audit.record(
+        session,
+        action=audit.PROJECT_DELETED,
+        actor_id=user.id,
+        target_type="project",
+        target_id=access.project.id,
+        details={"name": access.project.name},
+    )
     await session.commit()
     return Response(status_code=204)
 
@@ -160,20 +173,32 @@ async def delete_project(access: ProjectAccessDep, session: SessionDep) -> Respo
     responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
 )
 async def set_member(
-    user_id: uuid.UUID, body: MemberUpdate, access: ProjectAccessDep, session: SessionDep
+    user_id: uuid.UUID,
+    body: MemberUpdate,
+    access: Annotated[ProjectAccess, project_permit(Action.MANAGE_MEMBERS)],
+    user: CurrentUser,
+    session: SessionDep,
 ) -> MemberOut:
     project_id = access.project.id
-    require_role(Role.MAINTAINER, access.role, "manage members")
-    require_role(body.role, access.role, f"grant the {body.role.value} role")
+    check_grant(access.role, body.role, None)
     target = await users.get(session, user_id)
     if target is None or not target.is_active:
         raise NotFound(f"No user {user_id}.")
     current = await projects.member_role(session, project_id, user_id)
     if current is not None:
-        require_role(current, access.role, f"change the role of a {current.value}")
+        check_grant(access.role, body.role, current)
         demoted_owner = current is Role.OWNER and body.role is not Role.OWNER
         if demoted_owner and await projects.owner_count(session, project_id) <= 1:
             raise Conflict("This is the project's last owner; make someone else owner first.")
     await projects.set_member_role(session, project_id, user_id, body.role)
+    await audit.record(
+        session,
+        action=audit.MEMBER_ROLE_SET,
+        actor_id=user.id,
+        target_type="user",
+        target_id=user_id,
+        project_id=project_id,
+        details={"role": body.role.value, "previous": current.value if current else None},
+    )
     await session.commit()
     return MemberOut(project_id=project_id, user_id=user_id, role=body.role)

@@ -13,7 +13,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from api.access import ProjectAccessDep, RunAccessDep, require_role
+from api.access import (
+    Action,
+    ProjectAccess,
+    ProjectAccessDep,
+    RunAccess,
+    RunAccessDep,
+    project_permit,
+    run_permit,
+)
 from api.deps import BackboneDep, CurrentUser, JsonBody, SessionDep
 from api.errors import Conflict, NotFound, ValidationFailed, problem_responses
 from api.logstream import Follow, parse_last_event_id, stored_log
@@ -35,7 +43,6 @@ from schemas.api.runs import (
     StageOut,
     normalise_ref,
 )
-from schemas.roles import Role
 from schemas.states import AttemptStatus, RunStatus, StageStatus
 
 router = APIRouter(prefix=API_PREFIX, tags=["runs"], dependencies=[JsonBody])
@@ -115,13 +122,12 @@ def _stage(view: run_views.StageView) -> StageOut:
 )
 async def trigger_run(
     body: RunCreate,
-    access: ProjectAccessDep,
+    access: Annotated[ProjectAccess, project_permit(Action.TRIGGER)],
     user: CurrentUser,
     session: SessionDep,
     backbone: BackboneDep,
     response: Response,
 ) -> RunAccepted:
-    require_role(Role.DEVELOPER, access.role, "trigger runs")
     run = await create_run(
         session,
         backbone.topics,
@@ -206,9 +212,11 @@ async def get_run(access: RunAccessDep, session: SessionDep) -> RunOut:
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def cancel_run(
-    access: RunAccessDep, user: CurrentUser, session: SessionDep, backbone: BackboneDep
+    access: Annotated[RunAccess, run_permit(Action.CANCEL)],
+    user: CurrentUser,
+    session: SessionDep,
+    backbone: BackboneDep,
 ) -> RunCommandAccepted:
-    require_role(Role.DEVELOPER, access.role, "cancel runs")
     try:
         recorded = await run_commands.request_cancel(
             session,
@@ -236,9 +244,11 @@ async def cancel_run(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def retry_run(
-    access: RunAccessDep, user: CurrentUser, session: SessionDep, backbone: BackboneDep
+    access: Annotated[RunAccess, run_permit(Action.RETRY)],
+    user: CurrentUser,
+    session: SessionDep,
+    backbone: BackboneDep,
 ) -> RunCommandAccepted:
-    require_role(Role.DEVELOPER, access.role, "retry runs")
     try:
         recorded = await run_commands.request_retry(
             session, backbone.topics, access.run.id, actor_id=user.id, correlation_id=current_request_id()

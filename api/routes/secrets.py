@@ -7,14 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from api.access import ProjectAccessDep, require_role
-from api.deps import JsonBody, SessionDep, SettingsDep
+from api.access import Action, ProjectAccess, ProjectAccessDep, project_permit
+from api.deps import CurrentUser, JsonBody, SessionDep, SettingsDep
 from api.errors import NotFound, ValidationFailed, problem_responses
 from api.routes import API_PREFIX
 from db.crypto import SecretBox
-from db.repositories import secrets
+from db.repositories import audit, secrets
 from schemas.api.secrets import ENV_NAME_PATTERN, SecretList, SecretPut
-from schemas.roles import Role
 
 router = APIRouter(prefix=f"{API_PREFIX}/projects", tags=["projects"], dependencies=[JsonBody])
 
@@ -43,13 +42,13 @@ async def list_secrets(access: ProjectAccessDep, session: SessionDep) -> SecretL
     responses=problem_responses(401, 403, 404, 413, 415, 422),
 )
 async def put_secret(
-    access: ProjectAccessDep,
+    access: Annotated[ProjectAccess, project_permit(Action.MANAGE_SECRETS)],
     body: SecretPut,
+    user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
     name: NameParam,
 ) -> Response:
-    require_role(Role.MAINTAINER, access.role, "manage secrets")
     if name.upper().startswith("COMET_"):
         raise ValidationFailed(
             "Names starting with COMET_ are reserved for Comet's own variables.",
@@ -57,6 +56,14 @@ async def put_secret(
         )
     box = SecretBox(settings.secret_key.get_secret_value())
     await secrets.put_secret(session, box, access.project.id, name, body.value)
+    await audit.record(
+        session,
+        action=audit.SECRET_SET,
+        actor_id=user.id,
+        target_type="secret",
+        target_id=name,
+        project_id=access.project.id,
+    )
     await session.commit()
     return Response(status_code=204)
 
@@ -67,9 +74,21 @@ async def put_secret(
     status_code=204,
     responses=problem_responses(401, 403, 404, 422),
 )
-async def delete_secret(access: ProjectAccessDep, session: SessionDep, name: NameParam) -> Response:
-    require_role(Role.MAINTAINER, access.role, "manage secrets")
+async def delete_secret(
+    access: Annotated[ProjectAccess, project_permit(Action.MANAGE_SECRETS)],
+    user: CurrentUser,
+    session: SessionDep,
+    name: NameParam,
+) -> Response:
     if not await secrets.delete_secret(session, access.project.id, name):
         raise NotFound(f"No secret {name} in this project.")
+    await audit.record(
+        session,
+        action=audit.SECRET_DELETED,
+        actor_id=user.id,
+        target_type="secret",
+        target_id=name,
+        project_id=access.project.id,
+    )
     await session.commit()
     return Response(status_code=204)

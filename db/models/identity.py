@@ -1,11 +1,13 @@
-"""Users, their login sessions (refresh-token families), personal API tokens and OAuth links."""
+"""Users, their login sessions (refresh-token families), personal API tokens and OAuth links.
+
+Secrets are never stored: refresh and API tokens only as SHA-256 hashes, passwords as Argon2id."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,6 +34,10 @@ class AuthSession(Base):
     """One login: a family of rotating refresh tokens. Revoking it ends every token of the family."""
 
     __tablename__ = "auth_sessions"
+    __table_args__ = (
+        # Refresh-token reuse is detected by finding the spent hash in a family's history (`@>`).
+        Index("ix_auth_sessions_previous_token_hashes", "previous_token_hashes", postgresql_using="gin"),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -46,10 +52,18 @@ class AuthSession(Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(100))
     user_agent: Mapped[str | None] = mapped_column(String(400))
     client_ip: Mapped[str | None] = mapped_column(String(64))
+    # How the session was opened: `password`, or `oauth:<provider>`.
+    method: Mapped[str] = mapped_column(String(32), default="password", server_default="password")
 
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    __table_args__ = (
+        CheckConstraint(
+            "scopes <@ ARRAY['read', 'trigger', 'admin']::varchar[] AND cardinality(scopes) > 0",
+            name="scopes_valid",
+        ),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

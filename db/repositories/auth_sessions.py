@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import any_, literal, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AuthSession, User
@@ -27,6 +28,7 @@ async def create_session(
     expires_at: datetime,
     user_agent: str | None = None,
     client_ip: str | None = None,
+    method: str = "password",
 ) -> AuthSession:
     row = AuthSession(
         user_id=user_id,
@@ -34,6 +36,7 @@ async def create_session(
         expires_at=expires_at,
         user_agent=(user_agent or "")[:400] or None,
         client_ip=(client_ip or "")[:64] or None,
+        method=method[:32],
     )
     session.add(row)
     await session.flush()
@@ -69,7 +72,8 @@ async def rotate(session: AsyncSession, *, presented_hash: str, new_hash: str, n
         family = (
             await session.scalars(
                 select(AuthSession)
-                .where(literal(presented_hash) == any_(AuthSession.previous_token_hashes))
+                # `@>` (array containment) so the GIN index on previous_token_hashes serves it.
+                .where(AuthSession.previous_token_hashes.contains([presented_hash]))
                 .with_for_update()
             )
         ).one_or_none()
@@ -133,3 +137,23 @@ async def active_user(
             .exists()
         )
     return (await session.scalars(stmt)).one_or_none()
+
+
+async def list_for_user(
+    session: AsyncSession, user_id: uuid.UUID, *, now: datetime, include_ended: bool = False
+) -> Sequence[AuthSession]:
+    """The user's sessions, newest first: live ones only unless `include_ended`."""
+    stmt = select(AuthSession).where(AuthSession.user_id == user_id).order_by(AuthSession.id.desc())
+    if not include_ended:
+        stmt = stmt.where(AuthSession.revoked_at.is_(None), AuthSession.expires_at > now)
+    return (await session.scalars(stmt)).all()
+
+
+async def revoke_all(session: AsyncSession, user_id: uuid.UUID, *, now: datetime, reason: str) -> int:
+    """End every live session of the user (password change, deactivation)."""
+    result = await session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

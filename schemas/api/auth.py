@@ -1,10 +1,11 @@
-"""Login, refresh and logout: what clients send and the token pair they get back."""
+"""Login, refresh and logout: what clients send, the token pair they get back, and sessions."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 MAX_PASSWORD_CHARS = 1024
 
@@ -38,3 +39,20 @@ class TokenPair(BaseModel):
     refresh_token: str = Field(description="Opaque, single use: trade it at /auth/refresh for a new pair.")
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth 2 token type, not a secret
     expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class SessionOut(BaseModel):
+    """One login session (a refresh-token family) of the current user."""
+
+    id: uuid.UUID
+    method: str = Field(description="How it was opened: `password` or `oauth:<provider>`.")
+    created_at: AwareDatetime
+    last_refreshed_at: AwareDatetime | None
+    expires_at: AwareDatetime
+    user_agent: str | None
+    client_ip: str | None
+    current: bool = Field(description="Whether this is the session of the token making the request.")
+
+
+class SessionList(BaseModel):
+    data: list[SessionOut]

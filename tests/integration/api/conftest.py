@@ -72,6 +72,12 @@ def settings_for(db_url: str, **overrides: Any) -> ApiSettings:
         "jwt_secret": secrets.token_urlsafe(48),
         "secret_key": secrets.token_urlsafe(48),
         "db_pool_size": 5,
+        # Every test client calls from the same address: keep the shared app's limits out of the way
+        # (the throttling tests build their own app with tight limits).
+        "rate_limit_auth": "100000/minute",
+        "rate_limit_trigger": "100000/minute",
+        "rate_limit_webhook": "100000/minute",
+        "login_max_failures_per_address": 100000,
     }
     values.update(overrides)
     return ApiSettings(**values)
