@@ -114,7 +114,10 @@ def check_grant(have: Role, want: Role, current: Role | None) -> None:
     if not have.at_least(want):
         raise Forbidden(f"You cannot grant the {want.value} role: it is above yours ({have.value}).")
     if current is not None and not have.at_least(current):
-        raise Forbidden(f"You cannot change the role of a {current.value}: it is above yours ({have.value}).")
+        article = "an" if current.value[0] in "aeiou" else "a"
+        raise Forbidden(
+            f"You cannot change the role of {article} {current.value}: it is above yours ({have.value})."
+        )
 
 
 def scope_needed(method: str, action: Action | None) -> Scope:
