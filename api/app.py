@@ -144,6 +144,7 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
         finally:
             await connector.stop()
             await backbone.stop()
+            await app.state.rate_limiter.aclose()
 
     app = FastAPI(
         title="Comet",

@@ -74,6 +74,13 @@ class RateLimiter:
         retry = 0 if allowed else max(1, math.ceil(stats.reset_time - time.time()))
         return Verdict(allowed, item.amount, stats.remaining, retry)
 
+    async def aclose(self) -> None:
+        """Close the Redis connections, if the counts live there (memory needs nothing)."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            await close()
+
     async def enforce(self, bucket: str, identity: str, what: str) -> None:
         """Count one request; `TooManyRequests` with `Retry-After` once over the limit."""
         verdict = await self.hit(bucket, identity)
