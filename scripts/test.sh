@@ -4,6 +4,14 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$ROOT/scripts/python.sh" -c ""
 "$ROOT/scripts/services.sh" start
+# The Redis rate-limit tests run their own redis-server (Debian's) on a free port.
+if ! command -v redis-server >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] || die "redis-server is missing; install Debian's redis-server package"
+  say "installing Debian's redis-server (for the Redis rate-limit tests)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2 \
+    || die "apt-get install redis-server failed"
+fi
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 say "ruff"
