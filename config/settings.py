@@ -110,7 +110,8 @@ class ApiSettings(CommonSettings):
     rate_limits_enabled: bool = True
     rate_limit_auth: str = "30/minute"
     rate_limit_trigger: str = "60/minute"
-    rate_limit_webhook: str = "1200/minute"
+    # Per sending address: Git hosts deliver from few addresses, so this is generous.
+    rate_limit_webhook: str = "100/second"
     # Login throttling: after this many failures, each further one locks out for an exponentially
     # growing time (base * 2**k, at most max) during which logins answer 429 with Retry-After.
     login_max_failures: int = Field(default=5, ge=1)

@@ -8,13 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from api.access import ProjectAccessDep, RunAccessDep, require_role
-from api.deps import JsonBody, SessionDep, SettingsDep
+from api.access import Action, ProjectAccess, ProjectAccessDep, RunAccessDep, project_permit
+from api.deps import CurrentUser, JsonBody, SessionDep, SettingsDep
 from api.errors import NotFound, problem_responses
 from api.routes import API_PREFIX
 from db.crypto import SecretBox
 from db.models import Integration
-from db.repositories import commit_statuses, integrations
+from db.repositories import audit, commit_statuses, integrations
 from schemas.api.integrations import (
     CommitStatusList,
     CommitStatusOut,
@@ -22,7 +22,6 @@ from schemas.api.integrations import (
     IntegrationList,
     IntegrationOut,
 )
-from schemas.roles import Role
 
 router = APIRouter(prefix=API_PREFIX, tags=["integrations"], dependencies=[JsonBody])
 
@@ -53,9 +52,12 @@ async def list_integrations(access: ProjectAccessDep, session: SessionDep) -> In
     responses=problem_responses(401, 403, 404, 413, 415, 422),
 )
 async def create_integration(
-    access: ProjectAccessDep, body: IntegrationCreate, session: SessionDep, settings: SettingsDep
+    access: Annotated[ProjectAccess, project_permit(Action.MANAGE_INTEGRATIONS)],
+    user: CurrentUser,
+    body: IntegrationCreate,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> IntegrationOut:
-    require_role(Role.MAINTAINER, access.role, "manage integrations")
     box = SecretBox(settings.secret_key.get_secret_value())
     config = body.config.model_dump(mode="json", exclude_none=True)
     integration = await integrations.replace(
@@ -76,11 +78,21 @@ async def create_integration(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def delete_integration(
-    access: ProjectAccessDep, session: SessionDep, integration_id: Annotated[uuid.UUID, Path()]
+    access: Annotated[ProjectAccess, project_permit(Action.MANAGE_INTEGRATIONS)],
+    user: CurrentUser,
+    session: SessionDep,
+    integration_id: Annotated[uuid.UUID, Path()],
 ) -> Response:
-    require_role(Role.MAINTAINER, access.role, "manage integrations")
     if not await integrations.remove(session, access.project.id, integration_id):
         raise NotFound(f"No integration {integration_id} in this project.")
+    await audit.record(
+        session,
+        action=audit.INTEGRATION_REMOVED,
+        actor_id=user.id,
+        target_type="integration",
+        target_id=integration_id,
+        project_id=access.project.id,
+    )
     await session.commit()
     return Response(status_code=204)
 

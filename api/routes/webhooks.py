@@ -14,17 +14,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from api.access import ProjectAccessDep, require_role
-from api.deps import BackboneDep, SessionDep, SettingsDep
+from api.access import Action, ProjectAccess, project_permit
+from api.deps import BackboneDep, CurrentUser, SessionDep, SettingsDep
 from api.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationFailed, problem_responses
+from api.ratelimit import RateLimited
 from api.routes import API_PREFIX
 from api.webhooks import signatures
 from api.webhooks.intake import intake
 from api.webhooks.parsing import WebhookPayloadError, parse, peek_repository
 from db.crypto import SecretBox
 from db.models import WebhookDelivery
+from db.repositories import audit
 from db.repositories import projects as projects_repo
 from db.repositories import webhooks as repo
 from events.envelope import new_envelope
@@ -32,7 +34,6 @@ from events.outbox import PendingEvent, add_events
 from schemas.api.common import CursorError, decode_cursor, encode_cursor
 from schemas.api.webhooks import DeliveryAck, DeliveryList, DeliveryOut, RedeliverAccepted, SecretRotated
 from schemas.events import WebhookReceived
-from schemas.roles import Role
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix=API_PREFIX, tags=["webhooks"])
@@ -86,6 +87,7 @@ def _event_name(provider: str, headers: dict[str, str]) -> str:
     "(recorded as rejected); 503 with Retry-After when the database is down (nothing is stored).",
     status_code=202,
     response_model=DeliveryAck,
+    dependencies=[Depends(RateLimited("webhook"))],
     responses={**_DUPLICATE, **problem_responses(400, 401, 404, 413, 422, 503)},
 )
 async def receive(
@@ -188,12 +190,11 @@ def _out(d: WebhookDelivery) -> DeliveryOut:
     responses=problem_responses(401, 403, 404, 422),
 )
 async def list_deliveries(
-    access: ProjectAccessDep,
+    access: Annotated[ProjectAccess, project_permit(Action.MANAGE_WEBHOOKS)],
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query()] = None,
 ) -> DeliveryList:
-    require_role(Role.MAINTAINER, access.role, "see webhook deliveries")
     try:
         before = uuid.UUID(decode_cursor(cursor)) if cursor else None
     except (CursorError, ValueError):
@@ -218,13 +219,13 @@ async def list_deliveries(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def redeliver(
-    access: ProjectAccessDep,
+    access: Annotated[ProjectAccess, project_permit(Action.REPLAY)],
+    user: CurrentUser,
     session: SessionDep,
     backbone: BackboneDep,
     delivery_id: Annotated[uuid.UUID, Path()],
     force: Annotated[bool, Query(description="Run again even if it already started a run.")] = False,
 ) -> RedeliverAccepted:
-    require_role(Role.MAINTAINER, access.role, "redeliver webhooks")
     delivery = await repo.get_delivery(session, delivery_id, for_update=True)
     if delivery is None or delivery.project_id != access.project.id:
         raise NotFound(f"No delivery {delivery_id} in this project.")
@@ -241,6 +242,15 @@ async def redeliver(
         session, [PendingEvent(backbone.topics.webhooks, new_envelope(payload, key=str(access.project.id)))]
     )
     await repo.count_redelivery(session, delivery.id)
+    await audit.record(
+        session,
+        action=audit.WEBHOOK_REPLAYED,
+        actor_id=user.id,
+        target_type="webhook_delivery",
+        target_id=delivery.id,
+        project_id=access.project.id,
+        details={"forced": force, "delivery_id": delivery.delivery_id},
+    )
     await session.commit()
     backbone.wake_relay()
     return RedeliverAccepted(id=delivery.id, status="redelivering")
@@ -255,12 +265,17 @@ async def redeliver(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def rotate_secret(
-    access: ProjectAccessDep, session: SessionDep, settings: SettingsDep
+    access: Annotated[ProjectAccess, project_permit(Action.MANAGE_WEBHOOKS)],
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> SecretRotated:
-    require_role(Role.MAINTAINER, access.role, "rotate the webhook secret")
     now = datetime.now(UTC)
     await repo.start_rotation(session, access.project.id, ROTATION_OVERLAP, now)
     box = SecretBox(settings.secret_key.get_secret_value())
     secret = await projects_repo.add_webhook_secret(session, box, access.project.id)
+    await audit.record(
+        session, action=audit.WEBHOOK_SECRET_ROTATED, actor_id=user.id, project_id=access.project.id
+    )
     await session.commit()
     return SecretRotated(webhook_secret=secret, previous_valid_until=now + ROTATION_OVERLAP)

@@ -40,6 +40,9 @@ PROJECT_DELETED = "project.deleted"
 SECRET_SET = "project.secret_set"
 SECRET_DELETED = "project.secret_deleted"
 WEBHOOK_REPLAYED = "webhook.replayed"
+WEBHOOK_SECRET_ROTATED = "project.webhook_secret_rotated"
+INTEGRATION_SET = "project.integration_set"
+INTEGRATION_REMOVED = "project.integration_removed"
 
 
 def _bound(name: str) -> str | None:

@@ -185,7 +185,13 @@ TEST_JWT_SECRET = "test-jwt-secret-for-integration-tests-only"
 @pytest.fixture(scope="session")
 async def api_client(common_env: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
     """The real API app on the platform's database and topics, over an in-process transport."""
-    settings = ApiSettings(**common_env, jwt_secret=TEST_JWT_SECRET, secret_key=TEST_SECRET_KEY)
+    settings = ApiSettings(
+        **common_env,
+        jwt_secret=TEST_JWT_SECRET,
+        secret_key=TEST_SECRET_KEY,
+        # Every test calls from one address; the rate limits have tests of their own.
+        rate_limits_enabled=False,
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
