@@ -7,12 +7,15 @@ running (`make services`). Progress goes to stderr, the report to stdout.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
+import traceback
 
 import uvloop
 from sqlalchemy.engine import make_url
 
+from bench.machine import CpuMeter
 from bench.references import ReferenceUnavailableError, measure_references
 from bench.report import Section, render
 from bench.scenarios import BenchContext, ScenarioInfo, discover
@@ -42,6 +45,14 @@ def _progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+def _one_line(exc: BaseException) -> str:
+    """`Type: first line … last line` of an exception (a process's log tail can be long)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1:
+        return f"{type(exc).__name__}: {lines[0]} … {lines[-1]}"
+    return f"{type(exc).__name__}: {lines[0]}" if lines else repr(exc)
+
+
 def _select(available: list[ScenarioInfo], names: list[str] | None) -> list[ScenarioInfo]:
     if not names:
         return available
@@ -57,6 +68,7 @@ def _select(available: list[ScenarioInfo], names: list[str] | None) -> list[Scen
 async def _run(settings: CommonSettings, samples: int, quick: bool, scenarios: list[ScenarioInfo]) -> int:
     _progress(f"measuring the references ({samples} samples each)")
     started = time.perf_counter()
+    meter = CpuMeter()
     try:
         references = await measure_references(settings, samples)
     except ReferenceUnavailableError as exc:
@@ -69,20 +81,27 @@ async def _run(settings: CommonSettings, samples: int, quick: bool, scenarios: l
             notes=(
                 f"{references.kafka.name}: {references.kafka.note}",
                 f"{references.postgres.name}: {references.postgres.note}",
+                meter.summary(),
             ),
         )
     ]
-    ctx = BenchContext(settings=settings, samples=samples, quick=quick, references=references)
     failed = 0
     for scenario in scenarios:
         _progress(f"scenario {scenario.name}")
+        ctx = BenchContext(settings=settings, samples=samples, quick=quick, references=references)
+        started = time.perf_counter()
+        meter = CpuMeter()
         try:
             figures = await scenario.run(ctx)
         except Exception as exc:
             failed += 1
-            sections.append(Section(scenario.summary or scenario.name, [], notes=(f"FAILED: {exc!r}",)))
+            _progress(f"scenario {scenario.name} failed: {exc!r}")
+            traceback.print_exc(file=sys.stderr)
+            notes = (*ctx.notes, meter.summary(), f"FAILED: {_one_line(exc)}")
+            sections.append(Section(scenario.summary or scenario.name, [], notes=notes))
             continue
-        sections.append(Section(scenario.summary or scenario.name, figures))
+        title = f"{scenario.summary or scenario.name} (measured in {time.perf_counter() - started:.0f} s)"
+        sections.append(Section(title, figures, notes=(*ctx.notes, meter.summary())))
     url = make_url(settings.database_url)
     print(
         f"Comet benchmarks: Kafka {settings.kafka_bootstrap_servers}, "
@@ -110,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     if samples < 1:
         print("bench: --samples must be at least 1", file=sys.stderr)
         return 2
-    return uvloop.run(_run(settings, samples, args.quick, selected))
+    # SIGTERM takes the Ctrl-C path: the running scenario stops its processes and drops its database.
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        return uvloop.run(_run(settings, samples, args.quick, selected))
+    except KeyboardInterrupt:
+        print("bench: interrupted; the processes and databases it started were removed", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

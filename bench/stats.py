@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -48,14 +49,47 @@ def summarize(samples: Sequence[float]) -> Summary:
 
 
 @dataclass(frozen=True, slots=True)
+class Aim:
+    """A target a figure is printed beside (`aim ≤ 10 ms`), and whether the figure meets it."""
+
+    bound: Literal["<=", ">=", "<"]
+    value: float
+
+    @classmethod
+    def at_most(cls, value: float) -> Aim:
+        return cls("<=", value)
+
+    @classmethod
+    def at_least(cls, value: float) -> Aim:
+        return cls(">=", value)
+
+    @classmethod
+    def below(cls, value: float) -> Aim:
+        return cls("<", value)
+
+    def met_by(self, value: float) -> bool:
+        if self.bound == "<=":
+            return value <= self.value
+        if self.bound == ">=":
+            return value >= self.value
+        return value < self.value
+
+    @property
+    def symbol(self) -> str:
+        return {"<=": "≤", ">=": "≥", "<": "<"}[self.bound]
+
+
+@dataclass(frozen=True, slots=True)
 class Figure:
-    """One printed number: `value unit`, and how it compares with a reference of the same unit."""
+    """One printed number: `value unit`, how it compares with a reference of the same unit, and
+    optionally the aim it is held against."""
 
     name: str
     value: float
     unit: str
     reference: str | None = None
     ratio: float | None = None
+    aim: Aim | None = None
 
     def relative_to(self, reference: Figure) -> Figure:
         """This figure with its ratio to `reference` (which must be in the same unit)."""
@@ -65,3 +99,7 @@ class Figure:
             )
         ratio = self.value / reference.value if reference.value else None
         return replace(self, reference=reference.name, ratio=ratio)
+
+    def aiming(self, aim: Aim) -> Figure:
+        """This figure with the aim it is printed beside."""
+        return replace(self, aim=aim)

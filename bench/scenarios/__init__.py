@@ -10,6 +10,8 @@ How to add one (trigger→first-stage-start, webhook ingest, stages/s, replay ev
 
    `ctx.settings` names the services, `ctx.samples` is how many samples to take (500, or 100
    with `--quick`), `ctx.references` holds the raw Kafka and Postgres figures of this run.
+   `ctx.note(text)` adds a line under the scenario's title (what a figure includes, the setup,
+   problems seen); `ctx.progress(text)` reports progress on stderr.
 3. Return each figure compared with the reference that bounds it from below, in the same unit:
 
        Figure("trigger→first stage p50", p50_ms, "ms").relative_to(ctx.references.kafka.p50)
@@ -26,8 +28,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.references import References
 from bench.stats import Figure
@@ -42,6 +45,14 @@ class BenchContext:
     samples: int
     quick: bool
     references: References
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        """A line printed under the scenario's title in the report."""
+        self.notes.append(text)
+
+    def progress(self, text: str) -> None:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
 Scenario = Callable[[BenchContext], Awaitable[list[Figure]]]

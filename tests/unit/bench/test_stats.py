@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stats import Figure, percentile, summarize
+from bench.stats import Aim, Figure, percentile, summarize
 
 ONE_TO_HUNDRED = [float(v) for v in range(1, 101)]
 
@@ -84,3 +84,24 @@ def test_a_reference_of_zero_gives_no_ratio_instead_of_dividing_by_zero() -> Non
     figure = Figure("x", 1.0, "ms").relative_to(Figure("zero", 0.0, "ms"))
     assert figure.reference == "zero"
     assert figure.ratio is None
+
+
+@pytest.mark.parametrize(
+    ("aim", "value", "met"),
+    [
+        (Aim.at_most(10), 10.0, True),
+        (Aim.at_most(10), 10.01, False),
+        (Aim.at_least(1000), 1000.0, True),
+        (Aim.at_least(1000), 999.9, False),
+        (Aim.below(300), 299.9, True),
+        (Aim.below(300), 300.0, False),
+    ],
+)
+def test_an_aim_is_met_by_values_on_its_side_of_the_bound(aim: Aim, value: float, met: bool) -> None:
+    assert aim.met_by(value) is met
+
+
+def test_a_figure_keeps_its_reference_ratio_when_given_an_aim() -> None:
+    figure = Figure("p50", 6.0, "ms").relative_to(Figure("ref", 2.0, "ms")).aiming(Aim.at_most(10))
+    assert figure.aim == Aim.at_most(10)
+    assert figure.ratio == pytest.approx(3.0)

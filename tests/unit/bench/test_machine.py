@@ -1,0 +1,62 @@
+"""Reading the machine's CPU use from /proc/stat."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.machine import (
+    CpuMeter,
+    CpuTimes,
+    busy_share,
+    describe_cpu,
+    parse_proc_stat,
+    process_cpu_ticks,
+)
+
+STAT = """cpu  100 5 50 800 40 3 2 0 0 0
+cpu0 50 2 25 400 20 1 1 0 0 0
+cpu1 50 3 25 400 20 2 1 0 0 0
+intr 12345
+"""
+
+
+def test_the_aggregate_line_gives_busy_and_total_ticks_with_iowait_counted_as_idle() -> None:
+    assert parse_proc_stat(STAT) == CpuTimes(busy=160, total=1000)
+
+
+def test_a_stat_text_without_the_aggregate_line_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no aggregate cpu line"):
+        parse_proc_stat("cpu0 1 2 3 4\n")
+
+
+def test_busy_share_is_the_busy_part_of_the_ticks_between_two_readings() -> None:
+    assert busy_share(CpuTimes(100, 1000), CpuTimes(400, 2000)) == pytest.approx(0.3)
+
+
+def test_busy_share_without_elapsed_ticks_is_none() -> None:
+    assert busy_share(CpuTimes(100, 1000), CpuTimes(100, 1000)) is None
+
+
+def test_the_meter_summary_names_the_cpus_and_the_load() -> None:
+    summary = CpuMeter().summary()
+    assert summary.startswith("machine: ")
+    assert "CPUs" in summary
+
+
+def test_process_cpu_ticks_add_user_system_and_reaped_children() -> None:
+    stat = "4418 (a (weird) name) S 1 2 3 0 -1 4194304 126 0 0 0 7 5 11 13 20 0 1 0 1016109"
+    assert process_cpu_ticks(stat) == 7 + 5 + 11 + 13
+    assert process_cpu_ticks(stat, with_children=False) == 12
+
+
+def test_describe_cpu_gives_each_process_share_per_unit_and_the_rest_of_the_machine() -> None:
+    text = describe_cpu({"api": 0.5, "worker0": 1.5, "bench": 0.2, "machine": 4.2}, 100, "stage")
+    assert text == (
+        "CPU per stage: api 5.0 ms, worker0 15.0 ms, bench 2.0 ms; rest of the machine 20.0 ms "
+        "(PostgreSQL, Kafka, anything else running); machine total 4.2 CPU-s"
+    )
+
+
+def test_describe_cpu_of_nothing_says_so() -> None:
+    assert describe_cpu({}, 10, "stage") == "CPU: not measured"
+    assert describe_cpu({"api": 1.0}, 0, "stage") == "CPU: not measured"

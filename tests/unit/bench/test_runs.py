@@ -1,0 +1,72 @@
+"""Pure parts of the scenario helpers: the open-loop schedule and the figures derived from
+database timestamps."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from bench.scenarios._runs import (
+    BatchResult,
+    OpenLoop,
+    RunTimings,
+    Triggered,
+    median_steps,
+    open_loop_offsets,
+)
+
+
+def test_open_loop_offsets_are_a_fixed_interval_of_one_over_the_rate() -> None:
+    offsets = open_loop_offsets(50, 1.0)
+    assert len(offsets) == 50
+    assert offsets[:3] == pytest.approx([0.0, 0.02, 0.04])
+    assert offsets[-1] == pytest.approx(0.98)
+
+
+@pytest.mark.parametrize(("rate", "duration"), [(0, 1.0), (50, 0), (-1, 1.0)])
+def test_open_loop_needs_a_positive_rate_and_duration(rate: float, duration: float) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        open_loop_offsets(rate, duration)
+
+
+def test_run_timings_give_latencies_in_milliseconds_from_the_run_creation() -> None:
+    t = RunTimings(uuid.uuid4(), "succeeded", created=100.0, first_start=100.008, finished=100.030)
+    assert t.first_stage_ms == pytest.approx(8.0)
+    assert t.end_to_end_ms == pytest.approx(30.0)
+
+
+def test_a_run_not_started_or_not_finished_has_no_latency() -> None:
+    t = RunTimings(uuid.uuid4(), "queued", created=100.0, first_start=None, finished=None)
+    assert t.first_stage_ms is None
+    assert t.end_to_end_ms is None
+
+
+def test_stages_per_second_counts_succeeded_stages_over_the_window() -> None:
+    assert BatchResult(succeeded=500, total=500, window_s=4.0).stages_per_s == pytest.approx(125.0)
+    assert BatchResult(succeeded=0, total=0, window_s=0.0).stages_per_s == 0.0
+
+
+def test_the_achieved_rate_of_an_open_loop_is_measured_between_first_and_last_send() -> None:
+    sent = [Triggered(uuid.uuid4(), 10.0 + i * 0.025, 10.0 + i * 0.025 + 0.004) for i in range(41)]
+    assert OpenLoop(triggered=sent).achieved_rate == pytest.approx(40.0)
+    assert OpenLoop(triggered=sent[:1]).achieved_rate == 0.0
+
+
+def test_post_latency_is_from_send_to_answer() -> None:
+    assert Triggered(uuid.uuid4(), 1.0, 1.0045).post_ms == pytest.approx(4.5)
+
+
+def test_median_steps_are_the_medians_of_consecutive_differences_in_ms() -> None:
+    rows: list[dict[str, float | None]] = [
+        {"a": 10.0, "b": 10.002, "c": 10.010},
+        {"a": 20.0, "b": 20.004, "c": 20.005},
+        {"a": 30.0, "b": 30.006, "c": None},
+    ]
+    steps = median_steps(rows, ["a", "b", "c"])
+    assert steps[0] == pytest.approx(4.0)
+    assert steps[1] == pytest.approx(1.0)  # nearest rank of [1, 8]: the lower one
+
+
+def test_a_step_no_row_has_both_ends_of_is_none() -> None:
+    assert median_steps([{"a": 1.0, "b": None}], ["a", "b"]) == [None]
