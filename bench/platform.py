@@ -284,8 +284,8 @@ class Platform:
     async def transactions(self) -> Transactions:
         """Commits and rollbacks in the platform's database so far, the bench's own excluded.
 
-        PostgreSQL's statistics lag behind by up to a second or so (backends flush them
-        periodically), so read this a moment after the activity being counted."""
+        Approximate: a backend flushes its counters at most once a second while busy, and only
+        after 10 s once it falls idle, so the last moments of activity may not be counted yet."""
         row = await self.fetchrow(
             "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()"
         )

@@ -53,7 +53,8 @@ IDLE_S = 5.0
 PARTITIONS = 12
 LOAD_RATE = 50.0
 LOAD_WORKERS = 4
-STATS_LAG_S = 1.2  # PostgreSQL backends flush their statistics about once a second
+# PostgreSQL backends flush their statistics at most once a second while busy (10 s once idle).
+STATS_LAG_S = 1.2
 
 
 def _mb(mib: float) -> float:
@@ -205,8 +206,9 @@ def _describe_xacts(xacts: Transactions, per: int, unit: str) -> str:
     if per <= 0:
         return "PostgreSQL transactions: not measured"
     return (
-        f"PostgreSQL transactions per {unit} (pg_stat_database, the bench's own excluded): "
-        f"{xacts.commits / per:.1f} commits + {xacts.rollbacks / per:.1f} rollbacks"
+        f"PostgreSQL transactions per {unit} (pg_stat_database, the bench's own excluded; approximate: "
+        "a backend's counters reach it up to ~1 s late, or 10 s once it falls idle): "
+        f"≈ {xacts.commits / per:.0f} commits + {xacts.rollbacks / per:.0f} rollbacks"
     )
 
 
