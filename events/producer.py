@@ -55,7 +55,12 @@ class EventProducer:
             request_timeout_ms=int(self._timeout * 1000),
             compression_type=None,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            # A producer that failed to start still holds a client; close it or it leaks.
+            await self._close(producer)
+            raise
         return producer
 
     async def stop(self) -> None:

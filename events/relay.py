@@ -27,6 +27,7 @@ _TAKE = text(
     "SELECT id, topic, key, envelope FROM outbox WHERE published_at IS NULL "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+NOTIFY_GRACE_S = 0.05
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
 
 
@@ -48,11 +49,18 @@ class OutboxRelay:
         self._batch = batch_size
         self._sweep_s = sweep_s
         self._wake = asyncio.Event()
+        # Woken by another process's NOTIFY: that process's own relay usually takes its rows at
+        # once, so wait a moment before competing for them.
+        self._notified = asyncio.Event()
         self._stopping = False
         self.published = 0
 
     def wake(self) -> None:
+        """This process committed outbox rows: publish them now."""
         self._wake.set()
+
+    def _on_notify(self) -> None:
+        self._notified.set()
 
     async def drain(self) -> int:
         """Publish every unpublished row; returns how many were published."""
@@ -82,9 +90,7 @@ class OutboxRelay:
         backoff = 0.1
         try:
             while not self._stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._sweep_s)
-                self._wake.clear()
+                await self._next_wake()
                 try:
                     await self.drain()
                     backoff = 0.1
@@ -101,6 +107,24 @@ class OutboxRelay:
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
 
+    async def _next_wake(self) -> None:
+        """Until this process commits rows, another one notifies (then a short grace, so its own
+        relay can publish them first), or the sweep interval passes."""
+        own = asyncio.ensure_future(self._wake.wait())
+        other = asyncio.ensure_future(self._notified.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {own, other}, timeout=self._sweep_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if other in done and own not in done:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), NOTIFY_GRACE_S)
+        finally:
+            own.cancel()
+            other.cancel()
+        self._wake.clear()
+        self._notified.clear()
+
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
@@ -112,7 +136,7 @@ class OutboxRelay:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self._dsn)
-                await conn.add_listener("comet_outbox", lambda *_: self._wake.set())
+                await conn.add_listener("comet_outbox", lambda *_: self._on_notify())
                 self._wake.set()  # catch up on anything inserted while we were not listening
                 while not conn.is_closed() and not self._stopping:
                     await asyncio.sleep(1.0)
