@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from events.admin import TopicAdmin
+from events.listen import listen_forever
 from events.producer import EventProducer, OutgoingMessage, PublishError
 
 log = structlog.get_logger(__name__)
@@ -130,22 +131,12 @@ class OutboxRelay:
         self._wake.set()
 
     async def _listen(self) -> None:
-        """Hold a LISTEN connection, reconnecting after failures; every notification wakes the loop."""
+        """Every notification wakes the loop (after a grace); a (re)connect catches up at once."""
         assert self._dsn is not None
-        while not self._stopping:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._dsn)
-                await conn.add_listener("comet_outbox", lambda *_: self._on_notify())
-                self._wake.set()  # catch up on anything inserted while we were not listening
-                while not conn.is_closed() and not self._stopping:
-                    await asyncio.sleep(1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("outbox listener reconnecting", error=repr(exc))
-                await asyncio.sleep(1.0)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
+        await listen_forever(
+            self._dsn,
+            "comet_outbox",
+            lambda _payload: self._on_notify(),
+            on_connect=self._wake.set,
+            keep_going=lambda: not self._stopping,
+        )

@@ -13,7 +13,6 @@ import socket
 import uuid
 from pathlib import Path
 
-import asyncpg
 import structlog
 
 from config.settings import WorkerSettings
@@ -24,6 +23,7 @@ from events.backbone import Backbone
 from events.consumer import EventConsumer, Received
 from events.deadletters import DeadLetterSink
 from events.envelope import new_envelope
+from events.listen import listen_forever
 from events.outbox import PendingEvent, add_events
 from schemas.events import AttemptDispatched, AttemptStarted
 from workers.git import MirrorCache
@@ -152,27 +152,11 @@ class WorkerService:
                 attempt.cancel.set()
 
     async def _listen_cancels(self) -> None:
-        dsn = asyncpg_dsn(self.settings.database_url)
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(dsn)
-                await conn.add_listener("comet_cancel", self._on_cancel_notice)
-                while not conn.is_closed():
-                    await asyncio.sleep(1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("cancel listener reconnecting", error=repr(exc))
-                await asyncio.sleep(1.0)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
+        await listen_forever(asyncpg_dsn(self.settings.database_url), "comet_cancel", self._on_cancel_notice)
 
-    def _on_cancel_notice(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+    def _on_cancel_notice(self, payload: str) -> None:
         with contextlib.suppress(ValueError):
-            attempt = self.running.get(uuid.UUID(str(payload)))
+            attempt = self.running.get(uuid.UUID(payload))
             if attempt is not None:
                 log.info("cancel requested", stage=attempt.claim.stage, attempt=attempt.claim.number)
                 attempt.cancel.set()
