@@ -67,17 +67,23 @@ class WorkerService:
         return 0 if self.draining else self.settings.concurrency - len(self.running)
 
     async def _on_dispatch(self, batch: list[Received]) -> None:
-        """Claim each dispatched attempt (one transaction each, with its `attempt.started` event)."""
+        """Claim the dispatched attempts in one transaction, with their `attempt.started` events,
+        then run each in a task of its own. The batch never exceeds the free slots."""
+        dispatched: dict[uuid.UUID, Received] = {}
         for received in batch:
             payload = received.envelope.typed()
-            if not isinstance(payload, AttemptDispatched):
-                continue
-            async with self.backbone.sessions.begin() as session:
-                claim = await attempts_repo.claim(
-                    session, payload.attempt_id, self.worker_id, self.settings.lease_s
-                )
-                if claim is None:
-                    continue  # already claimed, finished, or cancelled: a redelivery
+            if isinstance(payload, AttemptDispatched):
+                dispatched.setdefault(payload.attempt_id, received)
+        if not dispatched:
+            return
+        async with self.backbone.sessions.begin() as session:
+            # Redelivered dispatches find their attempt claimed, finished or cancelled: not returned.
+            claims = await attempts_repo.claim_many(
+                session, list(dispatched), self.worker_id, self.settings.lease_s
+            )
+            events = []
+            for claim in claims:
+                cause = dispatched[claim.attempt_id].envelope
                 started = AttemptStarted(
                     run_id=claim.run_id,
                     stage_id=claim.stage_id,
@@ -91,11 +97,14 @@ class WorkerService:
                 envelope = new_envelope(
                     started,
                     key=str(claim.run_id),
-                    correlation_id=received.envelope.correlation_id,
-                    causation_id=str(received.envelope.event_id),
+                    correlation_id=cause.correlation_id,
+                    causation_id=str(cause.event_id),
                 )
-                await add_events(session, [PendingEvent(self.backbone.topics.stage_results, envelope)])
+                events.append(PendingEvent(self.backbone.topics.stage_results, envelope))
+            await add_events(session, events)
+        if claims:
             self.backbone.wake_relay()
+        for claim in claims:
             attempt = RunningAttempt(claim)
             self.running[claim.attempt_id] = attempt
             with structlog.contextvars.bound_contextvars(run_id=str(claim.run_id), stage=claim.stage):

@@ -22,16 +22,16 @@ _CLAIM = text(
            fencing_token = nextval('fencing_token_seq'),
            lease_expires_at = now() + make_interval(secs => :lease_s),
            heartbeat_at = now(), started_at = now()
-     WHERE id = :attempt_id AND status = 'queued'
+     WHERE id = ANY(:attempt_ids) AND status = 'queued'
     RETURNING id, run_id, stage_id, number, fencing_token, started_at, cancel_requested
     """
 )
 _DETAILS = text(
     """
-    SELECT s.name AS stage, s.spec, s.matrix, s.pool, r.id AS run_id, r.ref, r.sha, r.variables, r.number AS run_number,
+    SELECT s.id AS stage_id, s.name AS stage, s.spec, s.matrix, s.pool, r.id AS run_id, r.ref, r.sha, r.variables, r.number AS run_number,
            r.trigger, p.id AS project_id, p.name AS project, p.repo_url
       FROM stages s JOIN runs r ON r.id = s.run_id JOIN projects p ON p.id = r.project_id
-     WHERE s.id = :stage_id
+     WHERE s.id = ANY(:stage_ids)
     """
 )
 
@@ -58,34 +58,50 @@ class Claim:
     run_number: int
 
 
-async def claim(session: AsyncSession, attempt_id: uuid.UUID, worker_id: str, lease_s: float) -> Claim | None:
-    """Take the attempt if it is still queued; None when someone else has it or it was cancelled."""
-    row = (
-        await session.execute(_CLAIM, {"attempt_id": attempt_id, "worker_id": worker_id, "lease_s": lease_s})
-    ).one_or_none()
-    if row is None:
-        return None
-    d = (await session.execute(_DETAILS, {"stage_id": row.stage_id})).one()
-    return Claim(
-        attempt_id=row.id,
-        run_id=row.run_id,
-        stage_id=row.stage_id,
-        stage=d.stage,
-        number=row.number,
-        fencing_token=row.fencing_token,
-        started_at=row.started_at,
-        spec=d.spec,
-        matrix=d.matrix,
-        pool=d.pool,
-        ref=d.ref,
-        sha=d.sha or "",
-        variables=d.variables,
-        trigger=d.trigger,
-        project_id=d.project_id,
-        project=d.project,
-        repo_url=d.repo_url,
-        run_number=d.run_number,
-    )
+async def claim_many(
+    session: AsyncSession, attempt_ids: Sequence[uuid.UUID], worker_id: str, lease_s: float
+) -> list[Claim]:
+    """Take every attempt still queued (one statement each way, however many); the others were
+    claimed by someone else, finished, or cancelled. Each claim draws its own fencing token."""
+    if not attempt_ids:
+        return []
+    rows = (
+        await session.execute(
+            _CLAIM, {"attempt_ids": list(attempt_ids), "worker_id": worker_id, "lease_s": lease_s}
+        )
+    ).all()
+    if not rows:
+        return []
+    details = {
+        d.stage_id: d for d in await session.execute(_DETAILS, {"stage_ids": [r.stage_id for r in rows]})
+    }
+    claims = []
+    for row in rows:
+        d = details[row.stage_id]
+        claims.append(
+            Claim(
+                attempt_id=row.id,
+                run_id=row.run_id,
+                stage_id=row.stage_id,
+                stage=d.stage,
+                number=row.number,
+                fencing_token=row.fencing_token,
+                started_at=row.started_at,
+                spec=d.spec,
+                matrix=d.matrix,
+                pool=d.pool,
+                ref=d.ref,
+                sha=d.sha or "",
+                variables=d.variables,
+                trigger=d.trigger,
+                project_id=d.project_id,
+                project=d.project,
+                repo_url=d.repo_url,
+                run_number=d.run_number,
+            )
+        )
+    order = {attempt_id: i for i, attempt_id in enumerate(attempt_ids)}
+    return sorted(claims, key=lambda c: order[c.attempt_id])
 
 
 _HEARTBEAT = text(
