@@ -140,6 +140,9 @@ def demo_seed(
 
 
 def main() -> None:
+    from cli.memory import tune_malloc
+
+    tune_malloc()
     try:
         app()
     except SettingsError as exc:
