@@ -262,6 +262,42 @@ async def retry_run(
     )
 
 
+@router.post(
+    "/runs/{run_id}/stages/{stage}/approve",
+    summary="Approve a stage waiting at its approval gate",
+    description="For stages with `approval: true` (status `waiting_approval`): the stage is queued "
+    "and runs. 409 when the stage is not waiting for approval.",
+    status_code=202,
+    response_model=RunCommandAccepted,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def approve_stage(
+    access: Annotated[RunAccess, run_permit(Action.APPROVE_DEPLOYS)],
+    stage: str,
+    user: CurrentUser,
+    session: SessionDep,
+    backbone: BackboneDep,
+) -> RunCommandAccepted:
+    try:
+        recorded = await run_commands.request_approval(
+            session,
+            backbone.topics,
+            access.run.id,
+            stage,
+            actor_id=user.id,
+            correlation_id=current_request_id(),
+        )
+    except LookupError:
+        raise NotFound(f"Run {access.run.id} has no stage {stage}.") from None
+    except StateConflictError as exc:
+        raise Conflict(str(exc)) from None
+    await session.commit()
+    backbone.wake_relay()
+    return RunCommandAccepted(
+        run_id=recorded.run_id, status=recorded.status, requested="approve", event_id=recorded.event_id
+    )
+
+
 @router.get(
     "/runs/{run_id}/stages/{stage}/logs",
     summary="A stage's log, or follow it live",

@@ -18,8 +18,8 @@ from db.repositories.errors import StateConflictError
 from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
-from schemas.events import EventPayload, RunCancelRequested, RunRetryRequested
-from schemas.states import RUN_TERMINAL, RunStatus
+from schemas.events import EventPayload, RunCancelRequested, RunRetryRequested, StageApproved
+from schemas.states import RUN_TERMINAL, RunStatus, StageStatus
 
 RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
 
@@ -81,4 +81,25 @@ async def request_retry(
             "The run was never planned, so it has no stages to re-run; trigger a new run."
         )
     payload = RunRetryRequested(run_id=run.id, actor_id=actor_id)
+    return await _record(session, topics, run, payload, correlation_id)
+
+
+async def request_approval(
+    session: AsyncSession,
+    topics: Topics,
+    run_id: uuid.UUID,
+    stage: str,
+    *,
+    actor_id: uuid.UUID | None,
+    correlation_id: str | None = None,
+) -> Recorded:
+    """Record a `stage.approved` for a stage waiting at its approval gate; StateConflictError
+    (or LookupError for an unknown stage) otherwise."""
+    run = await _locked_run(session, run_id)
+    status = await session.scalar(select(Stage.status).where(Stage.run_id == run.id, Stage.name == stage))
+    if status is None:
+        raise LookupError(f"run {run_id} has no stage {stage}")
+    if status != StageStatus.WAITING_APPROVAL.value:
+        raise StateConflictError(f"Stage {stage} is not waiting for approval (it is {status}).")
+    payload = StageApproved(run_id=run.id, stage=stage, actor_id=actor_id)
     return await _record(session, topics, run, payload, correlation_id)

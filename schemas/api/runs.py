@@ -164,7 +164,7 @@ class RunOut(RunSummary):
 class RunCommandAccepted(BaseModel):
     run_id: uuid.UUID
     status: RunStatus = Field(description="The run's status when the request was recorded.")
-    requested: Literal["cancel", "retry"]
+    requested: Literal["cancel", "retry", "approve"]
     event_id: uuid.UUID = Field(description="The event that carries the request to the orchestrator.")
 
 

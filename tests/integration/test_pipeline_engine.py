@@ -7,6 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,6 +29,7 @@ from tests.integration.helpers import (
     summary,
     wait_for_run,
 )
+from tests.integration.test_webhooks import _owner_headers
 
 pytestmark = pytest.mark.integration
 
@@ -268,3 +270,39 @@ async def test_a_retry_waits_out_its_backoff_before_the_next_attempt(
     assert first.finished_at is not None
     assert second.started_at is not None
     assert (second.started_at - first.finished_at).total_seconds() >= 2.0
+
+
+async def test_an_approval_gate_holds_the_stage_until_a_maintainer_approves_it(
+    platform: Platform,
+    api_client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    definition = """
+stages:
+  build: {run: echo built}
+  deploy:
+    needs: [build]
+    environment: production
+    approval: true
+    run: echo deployed
+"""
+    project = await _project(sessions, tmp_path, definition)
+    run_id = await start_run(sessions, Topics(namespace), project)  # type: ignore[arg-type]
+    async with asyncio.timeout(60):
+        while (await stages_of(sessions, run_id)).get("deploy") is None or (
+            await stages_of(sessions, run_id)
+        )["deploy"].status != "waiting_approval":
+            await asyncio.sleep(0.05)
+    assert (await wait_for_run(sessions, run_id, until=frozenset({RunStatus.RUNNING}))).status == "running"
+    owner = await _owner_headers(api_client, sessions, project)  # type: ignore[arg-type]
+
+    too_early = await api_client.post(f"/api/v1/runs/{run_id}/stages/build/approve", headers=owner)
+    approved = await api_client.post(f"/api/v1/runs/{run_id}/stages/deploy/approve", headers=owner)
+    run = await wait_for_run(sessions, run_id)
+
+    assert too_early.status_code == 409
+    assert approved.status_code == 202, approved.text
+    assert run.status == "succeeded"
+    assert (await stages_of(sessions, run_id))["deploy"].status == "succeeded"

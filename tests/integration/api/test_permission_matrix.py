@@ -167,6 +167,14 @@ async def _failed_run(world: World) -> dict[str, str]:
     return {"run_id": run_id}
 
 
+async def _gated_run(world: World) -> dict[str, str]:
+    run_id = await world.new_run()
+    await _add_stage(world.sessions, run_id, "deploy", status="waiting_approval")
+    async with world.sessions.begin() as session:
+        await session.execute(text("UPDATE runs SET status = 'running' WHERE id = :id"), {"id": run_id})
+    return {"run_id": run_id, "stage": "deploy"}
+
+
 async def _fresh_user(world: World) -> dict[str, str]:
     async with world.sessions() as session:
         user = await users.create_user(
@@ -268,6 +276,7 @@ ENDPOINTS = [
     Endpoint("GET", R, Action.READ, frozenset({200})),
     Endpoint("POST", R + "/cancel", Action.CANCEL, frozenset({202}), _fresh_run),
     Endpoint("POST", R + "/retry", Action.RETRY, frozenset({202}), _failed_run),
+    Endpoint("POST", R + "/stages/{stage}/approve", Action.APPROVE_DEPLOYS, frozenset({202}), _gated_run),
     Endpoint("GET", R + "/events", Action.READ, frozenset({200})),
     Endpoint("GET", R + "/stages/{stage}/logs", Action.READ, frozenset({200})),
     Endpoint("GET", R + "/commit-statuses", Action.READ, frozenset({200})),
