@@ -135,6 +135,9 @@ async def _add_stage(
         )
         session.add(stage)
         await session.flush()
+        if status == "waiting_approval":
+            stage.attempt = 0
+            return  # a gated stage has no attempt until it is approved
         attempt = StageAttempt(
             run_id=stage.run_id, stage_id=stage.id, number=1, status=status, pool="default"
         )
