@@ -107,12 +107,17 @@ class CpuLedger:
         self._bench = _cpu_s(os.getpid(), with_children=False)
         self._machine = _read()
 
-    def spent(self) -> dict[str, float]:
+    def spent(self, newcomers: dict[str, int] | None = None) -> dict[str, float]:
+        """CPU seconds since creation by name; `newcomers` not tracked since then (processes that
+        started meanwhile, such as new PostgreSQL backends) count with all the CPU they used."""
         out: dict[str, float] = {}
         for name, pid in self._pids.items():
             before, after = self._start[name], _cpu_s(pid)
             if before is not None and after is not None:
                 out[name] = after - before
+        for name, pid in (newcomers or {}).items():
+            if name not in self._pids and (used := _cpu_s(pid)) is not None:
+                out[name] = used
         bench = _cpu_s(os.getpid(), with_children=False)
         if bench is not None and self._bench is not None:
             out["bench"] = bench - self._bench
@@ -136,3 +141,25 @@ def describe_cpu(spent: dict[str, float], per: int, unit: str) -> str:
             f" machine total {spent['machine']:.1f} CPU-s"
         )
     return text
+
+
+def is_kafka_broker(cmdline: str) -> bool:
+    """Whether a `/proc/<pid>/cmdline` (arguments separated by NUL) runs a Kafka broker."""
+    return "kafka.Kafka" in cmdline.split("\0")
+
+
+def kafka_broker_pids(proc: Path = Path("/proc")) -> list[int]:
+    """Pids of the Kafka brokers (JVMs running `kafka.Kafka`) on this machine."""
+    found: list[int] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "java":
+                continue
+            cmdline = (entry / "cmdline").read_text(errors="replace")
+        except OSError:
+            continue
+        if is_kafka_broker(cmdline):
+            found.append(int(entry.name))
+    return sorted(found)

@@ -43,11 +43,14 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
 from api.auth.passwords import hash_password
+from bench.machine import kafka_broker_pids
 from config.settings import CommonSettings
+from db.crypto import SecretBox
 from db.engine import asyncpg_dsn, make_engine, make_sessionmaker
 from db.migrations import upgrade
 from db.models import Membership, Project
 from db.repositories import users
+from db.repositories.projects import add_webhook_secret
 from db.repositories.runs import create_run
 from events.topics import Topics
 from schemas.roles import Role
@@ -164,6 +167,10 @@ class CometProcess:
     @property
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def descendants(self) -> list[int]:
+        """Pids of its children, grandchildren, … (a worker's stage shells, uvicorn's workers)."""
+        return _descendants(self.pid)
 
     def rss_kib(self) -> int | None:
         """VmRSS of the process plus its descendants' (a stage's shell, uvicorn workers), in KiB."""
@@ -292,6 +299,20 @@ class Platform:
         assert row is not None
         return Transactions(int(row["xact_commit"]) - self.queries, int(row["xact_rollback"]))
 
+    async def service_pids(self) -> dict[str, int]:
+        """The services' processes, for a `CpuLedger` (grouped by the part before `/`): every
+        process of this PostgreSQL server (`postgres/<pid>`: backends of all databases and its
+        background processes, from pg_stat_activity; the postmaster itself is not listed there)
+        and the Kafka broker (`kafka/<pid>`) when it is the only one on this machine."""
+        pids = {
+            f"postgres/{r['pid']}": int(r["pid"])
+            for r in await self.fetch("SELECT pid FROM pg_stat_activity")
+        }
+        brokers = kafka_broker_pids()
+        if len(brokers) == 1:
+            pids[f"kafka/{brokers[0]}"] = brokers[0]
+        return pids
+
     # -- processes ---------------------------------------------------------------------------
 
     def start(self, name: str, args: Sequence[str], **extra: object) -> CometProcess:
@@ -315,11 +336,15 @@ class Platform:
         self.processes.append(proc)
         return proc
 
-    async def start_api(self) -> CometProcess:
-        """`comet api` on a free port; returns once `/readyz` answers 200."""
+    async def start_api(self, **extra: object) -> CometProcess:
+        """`comet api` on a free port, with `extra` settings (`api_workers=2` → `COMET_API_WORKERS=2`);
+        returns once `/readyz` answers 200 and the admin is logged in on `client`. A client left
+        from an earlier `start_api` is closed first (stop the earlier API yourself)."""
         port = _free_port()
-        proc = self.start("api", ["api"], api_host=HOST, api_port=port)
+        proc = self.start("api", ["api"], **{**extra, "api_host": HOST, "api_port": port})
         self.api_url = f"http://{HOST}:{port}"
+        if self.client is not None:
+            await self.client.aclose()
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         self.client = httpx.AsyncClient(base_url=self.api_url, timeout=30.0, limits=limits)
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -405,6 +430,25 @@ class Platform:
         response = await self.client.post(f"/api/v1/runs/{run_id}/cancel")
         if response.status_code not in (202, 409):
             raise PlatformError(f"cancel answered {response.status_code}: {response.text[:500]}")
+
+    async def enable_webhooks(self, provider: str, provider_repo: str) -> str:
+        """Point the bench project at `provider_repo` on `provider` (what webhook deliveries name)
+        and give it a webhook secret, written straight to the database; returns the secret."""
+        engine = make_engine(
+            CommonSettings(database_url=self.database_url, db_pool_size=1, db_max_overflow=0),
+            application_name="comet-bench",
+        )
+        try:
+            async with make_sessionmaker(engine).begin() as session:
+                project = await session.get(Project, self.project_id)
+                if project is None:
+                    raise PlatformError(f"bench project {self.project_id} is gone")
+                project.provider, project.provider_repo = provider, provider_repo
+                box = SecretBox(str(self.common["secret_key"]))
+                secret = await add_webhook_secret(session, box, self.project_id)
+        finally:
+            await engine.dispose()
+        return secret
 
     async def create_runs(self, pipeline: str, count: int, *, per_transaction: int = 50) -> list[uuid.UUID]:
         """`count` runs inserted with `create_run` directly (no API), committed in batches."""

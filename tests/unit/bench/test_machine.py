@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from bench.machine import (
+    CpuLedger,
     CpuMeter,
     CpuTimes,
     busy_share,
     describe_cpu,
+    is_kafka_broker,
+    kafka_broker_pids,
     parse_proc_stat,
     process_cpu_ticks,
 )
@@ -60,3 +66,31 @@ def test_describe_cpu_gives_each_process_share_per_unit_and_the_rest_of_the_mach
 def test_describe_cpu_of_nothing_says_so() -> None:
     assert describe_cpu({}, 10, "stage") == "CPU: not measured"
     assert describe_cpu({"api": 1.0}, 0, "stage") == "CPU: not measured"
+
+
+def test_a_kafka_broker_is_a_process_running_the_kafka_main_class() -> None:
+    broker = "java\0-cp\0/opt/kafka/lib/*\0-Xmx1g\0kafka.Kafka\0/etc/kafka/server.properties\0"
+    assert is_kafka_broker(broker)
+    assert not is_kafka_broker("java\0-cp\0x\0org.example.KafkaClient\0")
+    assert not is_kafka_broker("python\0-m\0kafka.Kafka.tools\0")
+
+
+def test_kafka_brokers_are_found_among_the_java_processes_of_a_proc_tree(tmp_path: Path) -> None:
+    for pid, comm, cmdline in [
+        ("101", "java", "java\0kafka.Kafka\0server.properties\0"),
+        ("102", "java", "java\0org.gradle.Main\0"),
+        ("103", "python3", "python3\0kafka.Kafka\0"),
+        ("self", "bash", "bash\0"),
+    ]:
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "comm").write_text(comm + "\n")
+        (tmp_path / pid / "cmdline").write_text(cmdline)
+    (tmp_path / "104").mkdir()  # a process that exited while the tree was read: no files
+    assert kafka_broker_pids(tmp_path) == [101]
+
+
+def test_a_process_not_tracked_from_the_start_counts_with_all_its_cpu() -> None:
+    ledger = CpuLedger({})
+    spent = ledger.spent({"me": os.getpid()})
+    assert spent["me"] > 0  # this test process has used CPU since it started
+    assert "me" not in ledger.spent()
