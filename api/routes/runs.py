@@ -8,10 +8,12 @@ relay is woken to publish. Kafka being down delays the publication, never the 20
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.access import (
     Action,
@@ -31,6 +33,7 @@ from db.models import Run
 from db.repositories import run_commands, run_views
 from db.repositories.errors import StateConflictError
 from db.repositories.runs import create_run
+from events.backbone import Backbone
 from schemas.api.common import CursorError, Page, decode_cursor, encode_cursor
 from schemas.api.runs import (
     AttemptOut,
@@ -202,6 +205,25 @@ async def get_run(access: RunAccessDep, session: SessionDep) -> RunOut:
     return RunOut(**_summary(access.run).model_dump(), stages=[_stage(v) for v in stages])
 
 
+async def _accepted(
+    command: Awaitable[run_commands.Recorded],
+    requested: Literal["cancel", "retry", "approve"],
+    session: AsyncSession,
+    backbone: Backbone,
+) -> RunCommandAccepted:
+    """Record a run command (its outbox event), commit, wake the relay: 202, or 409 when the run's
+    state does not allow it."""
+    try:
+        recorded = await command
+    except StateConflictError as exc:
+        raise Conflict(str(exc)) from None
+    await session.commit()
+    backbone.wake_relay()
+    return RunCommandAccepted(
+        run_id=recorded.run_id, status=recorded.status, requested=requested, event_id=recorded.event_id
+    )
+
+
 @router.post(
     "/runs/{run_id}/cancel",
     summary="Cancel a run",
@@ -217,22 +239,15 @@ async def cancel_run(
     session: SessionDep,
     backbone: BackboneDep,
 ) -> RunCommandAccepted:
-    try:
-        recorded = await run_commands.request_cancel(
-            session,
-            backbone.topics,
-            access.run.id,
-            actor_id=user.id,
-            reason=f"cancelled by {user.email}",
-            correlation_id=current_request_id(),
-        )
-    except StateConflictError as exc:
-        raise Conflict(str(exc)) from None
-    await session.commit()
-    backbone.wake_relay()
-    return RunCommandAccepted(
-        run_id=recorded.run_id, status=recorded.status, requested="cancel", event_id=recorded.event_id
+    command = run_commands.request_cancel(
+        session,
+        backbone.topics,
+        access.run.id,
+        actor_id=user.id,
+        reason=f"cancelled by {user.email}",
+        correlation_id=current_request_id(),
     )
+    return await _accepted(command, "cancel", session, backbone)
 
 
 @router.post(
@@ -249,17 +264,10 @@ async def retry_run(
     session: SessionDep,
     backbone: BackboneDep,
 ) -> RunCommandAccepted:
-    try:
-        recorded = await run_commands.request_retry(
-            session, backbone.topics, access.run.id, actor_id=user.id, correlation_id=current_request_id()
-        )
-    except StateConflictError as exc:
-        raise Conflict(str(exc)) from None
-    await session.commit()
-    backbone.wake_relay()
-    return RunCommandAccepted(
-        run_id=recorded.run_id, status=recorded.status, requested="retry", event_id=recorded.event_id
+    command = run_commands.request_retry(
+        session, backbone.topics, access.run.id, actor_id=user.id, correlation_id=current_request_id()
     )
+    return await _accepted(command, "retry", session, backbone)
 
 
 @router.post(
@@ -278,24 +286,13 @@ async def approve_stage(
     session: SessionDep,
     backbone: BackboneDep,
 ) -> RunCommandAccepted:
+    command = run_commands.request_approval(
+        session, backbone.topics, access.run.id, stage, actor_id=user.id, correlation_id=current_request_id()
+    )
     try:
-        recorded = await run_commands.request_approval(
-            session,
-            backbone.topics,
-            access.run.id,
-            stage,
-            actor_id=user.id,
-            correlation_id=current_request_id(),
-        )
+        return await _accepted(command, "approve", session, backbone)
     except LookupError:
         raise NotFound(f"Run {access.run.id} has no stage {stage}.") from None
-    except StateConflictError as exc:
-        raise Conflict(str(exc)) from None
-    await session.commit()
-    backbone.wake_relay()
-    return RunCommandAccepted(
-        run_id=recorded.run_id, status=recorded.status, requested="approve", event_id=recorded.event_id
-    )
 
 
 @router.get(

@@ -85,6 +85,17 @@ def github_push(
     return body
 
 
+def fork_pull_request(repo: Repo, number: int) -> dict[str, Any]:
+    """A GitHub `pull_request` (opened) from a fork, targeting `repo`'s main at its head commit."""
+    git(repo.path, "update-ref", f"refs/pull/{number}/head", repo.sha)
+    body = fixture("github", "pull_request_opened_fork")
+    body["repository"]["full_name"] = repo.provider_repo
+    body["number"] = body["pull_request"]["number"] = number
+    body["pull_request"]["head"]["sha"] = repo.sha
+    body["pull_request"]["base"]["repo"]["full_name"] = repo.provider_repo
+    return body
+
+
 async def post_github(
     client: httpx.AsyncClient,
     repo: Repo,
@@ -275,12 +286,7 @@ async def test_a_fork_pull_request_runs_on_the_untrusted_pool(
     tmp_path: Path,
 ) -> None:
     repo = await _repo(sessions, tmp_path, "github")
-    git(repo.path, "update-ref", "refs/pull/7/head", repo.sha)
-    body = fixture("github", "pull_request_opened_fork")
-    body["repository"]["full_name"] = repo.provider_repo
-    body["number"] = body["pull_request"]["number"] = 7
-    body["pull_request"]["head"]["sha"] = repo.sha
-    body["pull_request"]["base"]["repo"]["full_name"] = repo.provider_repo
+    body = fork_pull_request(repo, 7)
 
     response = await post_github(api_client, repo, body, event="pull_request")
 
@@ -402,12 +408,7 @@ stages:
     stop = asyncio.Event()
     task = asyncio.create_task(untrusted.run(stop))
     try:
-        git(repo.path, "update-ref", "refs/pull/9/head", repo.sha)
-        body = fixture("github", "pull_request_opened_fork")
-        body["repository"]["full_name"] = repo.provider_repo
-        body["number"] = body["pull_request"]["number"] = 9
-        body["pull_request"]["head"]["sha"] = repo.sha
-        body["pull_request"]["base"]["repo"]["full_name"] = repo.provider_repo
+        body = fork_pull_request(repo, 9)
 
         response = await post_github(api_client, repo, body, event="pull_request")
         row = await _wait_for_delivery_run(sessions, response.json()["id"])
