@@ -83,6 +83,8 @@ class EventConsumer:
         self._last_progress = time.monotonic()
         self._capacity_changed = asyncio.Event()
         self.started = asyncio.Event()
+        # Set by the watchdog, acted on by the poll loop (which owns the consumer).
+        self._restart_requested = False
         self.restarts = 0
 
     def note_progress(self) -> None:
@@ -216,8 +218,6 @@ class EventConsumer:
                 self._pending[TopicPartition(r.topic, r.partition)] = r.offset + 1
             await self._commit_locked()
         self.note_progress()
-
-    _restart_requested = False
 
     async def _lagging(self, consumer: AIOKafkaConsumer) -> bool:
         """True when an assigned, unpaused partition has records we have not read."""

@@ -269,16 +269,19 @@ class RunEngine:
             if r.envelope.type == WebhookReceived.TYPE
         ]
         plans: dict[uuid.UUID, DeliveryPlan] = {}
-        for event_id, payload in received:
-            assert isinstance(payload, WebhookReceived)
-            async with self._sessions() as session:
+        if not received:
+            return plans
+        # One read-only session for the batch's lookups; git I/O happens outside any transaction.
+        loaded = []
+        async with self._sessions() as session:
+            for event_id, payload in received:
+                assert isinstance(payload, WebhookReceived)
                 delivery = await get_delivery(session, payload.delivery_row_id)
                 project = None if delivery is None else await session.get(Project, payload.project_id)
-            if delivery is None or project is None:
-                continue
-            plans[event_id] = await plan_delivery(
-                self._definitions, delivery, project.repo_url, forced=payload.forced
-            )
+                if delivery is not None and project is not None:
+                    loaded.append((event_id, delivery, project.repo_url, payload.forced))
+        for event_id, delivery, repo_url, forced in loaded:
+            plans[event_id] = await plan_delivery(self._definitions, delivery, repo_url, forced=forced)
         return plans
 
     async def _plan_requested(self, batch: list[Received]) -> dict[uuid.UUID, Input]:
