@@ -17,7 +17,7 @@ import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from api import errors, metrics
+from api import errors, idempotency, metrics
 from api.auth import passwords
 from api.auth.throttle import LoginThrottle
 from api.middleware import BodySizeLimit, ErrorGuard, RequestContext, SecurityHeaders, cors_options
@@ -165,6 +165,7 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
     app.state.login_throttle = LoginThrottle(settings, app.state.rate_limiter.storage)
 
     errors.install(app)
+    idempotency.install(app)
     _problems_only_as_problem_json(app)
     routers = (
         auth,

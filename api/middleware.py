@@ -223,8 +223,15 @@ def current_request_id() -> str | None:
     return value if isinstance(value, str) else None
 
 
-CORS_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID", "Accept")
-CORS_EXPOSED = ("X-Request-ID", "Retry-After", "Location", "RateLimit-Limit", "RateLimit-Remaining")
+CORS_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID", "Accept", "Idempotency-Key")
+CORS_EXPOSED = (
+    "X-Request-ID",
+    "Retry-After",
+    "Location",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "Idempotent-Replayed",
+)
 
 
 def cors_options(origins: tuple[str, ...]) -> dict[str, Any]:

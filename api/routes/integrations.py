@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Response
 from api.access import Action, ProjectAccess, ProjectAccessDep, RunAccessDep, project_permit
 from api.deps import CurrentUser, JsonBody, SessionDep, SettingsDep
 from api.errors import NotFound, problem_responses
+from api.idempotency import Idempotent
 from api.routes import API_PREFIX
 from db.crypto import SecretBox
 from db.models import Integration
@@ -57,6 +58,7 @@ async def create_integration(
     body: IntegrationCreate,
     session: SessionDep,
     settings: SettingsDep,
+    idempotent: Idempotent,
 ) -> IntegrationOut:
     box = SecretBox(settings.secret_key.get_secret_value())
     config = body.config.model_dump(mode="json", exclude_none=True)
@@ -67,8 +69,9 @@ async def create_integration(
         config,
         commit_statuses.encrypt_token(box, access.project.id, body.token),
     )
-    await session.commit()
-    return _out(integration)
+    created = _out(integration)
+    await idempotent.commit(created)
+    return created
 
 
 @router.delete(

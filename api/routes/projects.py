@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from api.access import Action, ProjectAccessDep, project_permit
 from api.deps import CurrentUser, JsonBody, SessionDep, SettingsDep
 from api.errors import Conflict, NotFound, ValidationFailed, problem_responses
+from api.idempotency import Idempotent
 from api.permissions import check_grant
 from api.routes import API_PREFIX
 from db.crypto import SecretBox
@@ -59,7 +60,7 @@ def _out(access: ProjectAccess) -> ProjectOut:
     responses=problem_responses(401, 409, 413, 415, 422),
 )
 async def create_project(
-    body: ProjectCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep, response: Response
+    body: ProjectCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep, idempotent: Idempotent
 ) -> ProjectCreated:
     try:
         project, secret = await projects.create_project(
@@ -74,10 +75,10 @@ async def create_project(
         )
     except AlreadyExistsError as exc:
         raise Conflict(f"{exc.what[:1].upper()}{exc.what[1:]}.") from None
-    await session.commit()
-    response.headers["Location"] = f"{API_PREFIX}/projects/{project.id}"
     out = _out(ProjectAccess(project, Role.OWNER))
-    return ProjectCreated(**out.model_dump(), webhook_secret=secret)
+    created = ProjectCreated(**out.model_dump(), webhook_secret=secret)
+    await idempotent.commit(created, location=f"{API_PREFIX}/projects/{project.id}")
+    return created
 
 
 @router.get(

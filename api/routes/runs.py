@@ -26,6 +26,7 @@ from api.access import (
 )
 from api.deps import BackboneDep, CurrentUser, JsonBody, SessionDep
 from api.errors import Conflict, NotFound, ValidationFailed, problem_responses
+from api.idempotency import Idempotent
 from api.logstream import Follow, parse_last_event_id, stored_log
 from api.middleware import current_request_id
 from api.routes import API_PREFIX
@@ -118,7 +119,8 @@ def _stage(view: run_views.StageView) -> StageOut:
     "/projects/{project_id}/runs",
     summary="Trigger a run",
     description="Answers 202 as soon as the run is durable; it is planned and dispatched "
-    "asynchronously. `GET /runs/{run_id}` works right away.",
+    "asynchronously. `GET /runs/{run_id}` works right away. Send an `Idempotency-Key` to make "
+    "retries safe: a retry gets the same run instead of a second one.",
     status_code=202,
     response_model=RunAccepted,
     responses=problem_responses(401, 403, 404, 413, 415, 422),
@@ -129,7 +131,7 @@ async def trigger_run(
     user: CurrentUser,
     session: SessionDep,
     backbone: BackboneDep,
-    response: Response,
+    idempotent: Idempotent,
 ) -> RunAccepted:
     run = await create_run(
         session,
@@ -142,13 +144,13 @@ async def trigger_run(
         created_by=user.id,
         correlation_id=current_request_id(),
     )
-    await session.commit()
-    backbone.wake_relay()
     url = f"{API_PREFIX}/runs/{run.id}"
-    response.headers["Location"] = url
-    return RunAccepted(
+    accepted = RunAccepted(
         run_id=run.id, project_id=run.project_id, number=run.number, ref=run.ref, sha=run.sha, url=url
     )
+    await idempotent.commit(accepted, location=url)
+    backbone.wake_relay()
+    return accepted
 
 
 @router.get(

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Response
 
 from api.deps import CurrentPrincipal, JsonBody, SessionDep
 from api.errors import NotFound, problem_responses
+from api.idempotency import Idempotent
 from api.routes import API_PREFIX
 from db.models import ApiToken
 from db.repositories import api_tokens, audit
@@ -38,12 +39,16 @@ def _out(row: ApiToken) -> TokenOut:
 @router.post(
     "",
     summary="Create a personal API token",
-    description="The response carries the token: it is shown this once only.",
+    description="The response carries the token: it is shown this once only. A replay of this "
+    "request (same `Idempotency-Key` and body) answers with the same token's details and `token` "
+    "null: it is never shown again.",
     status_code=201,
     response_model=TokenCreated,
     responses=problem_responses(401, 403, 413, 415, 422),
 )
-async def create_token(body: TokenCreate, principal: CurrentPrincipal, session: SessionDep) -> TokenCreated:
+async def create_token(
+    body: TokenCreate, principal: CurrentPrincipal, session: SessionDep, idempotent: Idempotent
+) -> TokenCreated:
     now = datetime.now(UTC)
     expires_at = None if body.expires_in_days is None else now + timedelta(days=body.expires_in_days)
     row, token = await api_tokens.create(
@@ -57,9 +62,10 @@ async def create_token(body: TokenCreate, principal: CurrentPrincipal, session: 
         target_id=row.id,
         details={"name": row.name, "scopes": row.scopes, "prefix": row.prefix},
     )
-    await session.commit()
     await session.refresh(row)
-    return TokenCreated(**_out(row).model_dump(), token=token)
+    created = TokenCreated(**_out(row).model_dump(), token=token)
+    await idempotent.commit(created)
+    return created
 
 
 @router.get("", summary="Your API tokens", response_model=TokenList, responses=problem_responses(401))

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Path, Query, Response
 from api.auth.passwords import hash_password, password_problems, verify_password
 from api.deps import CurrentAdmin, CurrentPrincipal, CurrentUser, JsonBody, SessionDep
 from api.errors import Conflict, NotFound, Unauthorized, ValidationFailed, problem_responses
+from api.idempotency import Idempotent
 from api.routes import API_PREFIX
 from db.models import User
 from db.repositories import api_tokens, audit, auth_sessions, users
@@ -119,7 +120,7 @@ async def list_users(
     responses=problem_responses(401, 403, 409, 413, 415, 422),
 )
 async def create_user(
-    body: UserCreate, admin: CurrentAdmin, session: SessionDep, response: Response
+    body: UserCreate, admin: CurrentAdmin, session: SessionDep, idempotent: Idempotent
 ) -> UserOut:
     if body.password is not None:
         _policy(body.password, body.email, "body.password")
@@ -143,10 +144,10 @@ async def create_user(
         target_id=user.id,
         details={"email": user.email, "is_admin": user.is_admin},
     )
-    await session.commit()
     await session.refresh(user)
-    response.headers["Location"] = f"{API_PREFIX}/users/{user.id}"
-    return UserOut.model_validate(user)
+    created = UserOut.model_validate(user)
+    await idempotent.commit(created, location=f"{API_PREFIX}/users/{user.id}")
+    return created
 
 
 async def _target(session: SessionDep, user_id: uuid.UUID) -> User:

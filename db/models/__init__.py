@@ -2,6 +2,7 @@
 
 from db.base import Base
 from db.models.events import AuditEntry, DeadLetter, InboxEntry, OutboxEvent
+from db.models.idempotency import IdempotencyKey
 from db.models.identity import ApiToken, AuthSession, OAuthIdentity, User
 from db.models.projects import (
     Integration,
@@ -24,6 +25,7 @@ __all__ = [
     "CoverageReport",
     "DeadLetter",
     "Deployment",
+    "IdempotencyKey",
     "InboxEntry",
     "Integration",
     "LogChunk",

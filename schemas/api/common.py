@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
+SHOWN_ONCE = "x-shown-once"
+"""JSON-schema mark (`Field(json_schema_extra={SHOWN_ONCE: True})`) of a secret a response shows
+once only: it is never stored with an idempotent answer, so a replay shows it as null."""
+
 
 class Page(BaseModel, Generic[T]):
     """One page of a list; pass `next_cursor` back as `?cursor=` for the next one (null: the end)."""

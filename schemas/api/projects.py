@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from schemas.api.common import SHOWN_ONCE
 from schemas.roles import Role
 
 Provider = Literal["github", "gitlab", "bitbucket", "local"]
@@ -110,8 +111,11 @@ class ProjectOut(BaseModel):
 
 
 class ProjectCreated(ProjectOut):
-    webhook_secret: str = Field(
-        description="The secret to configure on the provider's webhook. Shown this once; store it now."
+    webhook_secret: str | None = Field(
+        description="The secret to configure on the provider's webhook. Shown this once; store it now. "
+        "Null when this is a replayed answer (`Idempotent-Replayed: true`): rotate the secret to get "
+        "a new one.",
+        json_schema_extra={SHOWN_ONCE: True},
     )
 
 

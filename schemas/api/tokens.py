@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.api.common import SHOWN_ONCE
+
 TokenScope = Literal["read", "trigger", "admin"]
 TOKEN_SCOPES: tuple[TokenScope, ...] = ("read", "trigger", "admin")
 
@@ -37,7 +39,11 @@ class TokenOut(BaseModel):
 
 
 class TokenCreated(TokenOut):
-    token: str = Field(description="Send as `Authorization: Bearer <token>`. Shown this once only.")
+    token: str | None = Field(
+        description="Send as `Authorization: Bearer <token>`. Shown this once only: null when this "
+        "is a replayed answer (`Idempotent-Replayed: true`); revoke that token and create another.",
+        json_schema_extra={SHOWN_ONCE: True},
+    )
 
 
 class TokenList(BaseModel):
