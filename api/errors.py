@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from db.faults import database_unavailable
 from schemas.api.common import Problem
 
 log = structlog.get_logger(__name__)
@@ -240,26 +241,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return problem_response(validation_problem(exc), instance=request.url.path, request_id=_request_id())
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` means Postgres cannot be reached (down, restarting, pool exhausted)."""
-    import asyncpg
-    from sqlalchemy import exc as sa_exc
-
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        OSError
-        | sa_exc.OperationalError
-        | sa_exc.InterfaceError
-        | sa_exc.TimeoutError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.ConnectionDoesNotExistError
-        | asyncpg.exceptions.AdminShutdownError
-        | asyncpg.exceptions.InterfaceError,
-    ) or (exc.__cause__ is not None and exc.__cause__ is not exc and database_unavailable(exc.__cause__))
 
 
 RETRY_AFTER_S = 5

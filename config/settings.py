@@ -36,6 +36,26 @@ class CommonSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # A stable name for this process among its kind (e.g. `worker-1`). With it, the process is a
+    # static member of its Kafka consumer groups: restarted within the session timeout, it takes
+    # its partitions back at once, and nobody else pauses for a rebalance (docs/decisions/0012).
+    # Two live processes must never share one.
+    instance_id: str | None = None
+    # How long the group waits for a member that stopped heartbeating before giving its partitions
+    # to the others (Kafka brokers accept 6 s to 300 s by default).
+    kafka_session_timeout_s: float = Field(default=10.0, ge=1.0, le=1800.0)
+
+    @field_validator("kafka_session_timeout_s", mode="before")
+    @classmethod
+    def _session_timeout(cls, value: object) -> float:
+        return _seconds(value)
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError("must be lowercase letters, digits, '.', '_' or '-'")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -212,9 +232,12 @@ class OrchestratorSettings(CommonSettings):
     # Where people reach this Comet: commit statuses link to runs here.
     public_url: str = "http://127.0.0.1:8000"
     reaper_interval_s: float = 1.0
+    # After Postgres (re)starts, or the reaper reconnects to it, leases are not judged for this
+    # long: workers' heartbeats (and results held through the outage) land first.
+    reaper_outage_grace_s: float = Field(default=10.0, ge=0)
     relay: bool = True
 
-    @field_validator("reaper_interval_s", mode="before")
+    @field_validator("reaper_interval_s", "reaper_outage_grace_s", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
         return _seconds(value)
@@ -231,13 +254,24 @@ class WorkerSettings(CommonSettings):
     kill_grace_s: float = 10.0
     drain_timeout_s: float = 300.0
     log_flush_s: float = 0.2
+    # With free slots, every `sweep_s` claim attempts of the pool queued for longer than
+    # `stale_dispatch_s` whose dispatch event no worker took (Postgres is the source of truth).
+    sweep_s: float = Field(default=1.0, gt=0)
+    stale_dispatch_s: float = Field(default=2.0, ge=0)
     log_cap_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Decrypts project secrets for stages; without it, stages get no secrets.
     secret_key: SecretStr | None = Field(default=None, min_length=32)
     relay: bool = True
 
     @field_validator(
-        "lease_s", "heartbeat_s", "kill_grace_s", "drain_timeout_s", "log_flush_s", mode="before"
+        "lease_s",
+        "heartbeat_s",
+        "kill_grace_s",
+        "drain_timeout_s",
+        "log_flush_s",
+        "sweep_s",
+        "stale_dispatch_s",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> float:

@@ -1,5 +1,8 @@
 """What every Comet process holds: the database engine and sessions, the producer, topic admin
-and outbox relay. Built from settings at the entry point; started and stopped in one place."""
+and outbox relay. Built from settings at the entry point; started and stopped in one place.
+
+A process started while Postgres or Kafka is unreachable waits for them (saying so in one log
+line, repeated when what it waits for changes) instead of exiting."""
 
 from __future__ import annotations
 
@@ -7,14 +10,20 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+import structlog
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from config.settings import CommonSettings
 from db.engine import asyncpg_dsn, make_engine, make_sessionmaker
 from events.admin import TopicAdmin
+from events.faults import is_transient
+from events.probe import kafka_answers
 from events.producer import EventProducer
 from events.relay import OutboxRelay
 from events.topics import Topics
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -40,6 +49,47 @@ class Backbone:
         self.relay = OutboxRelay(
             self.sessions, self.producer, self.admin, listen_dsn=asyncpg_dsn(s.database_url)
         )
+
+    async def start(self, stop: asyncio.Event) -> bool:
+        """Wait until Postgres and Kafka answer, then start the Kafka side. False when `stop` was
+        set while waiting (the process should end)."""
+        delay = 0.5
+        said = ""
+        while not stop.is_set():
+            missing = await self.unreachable()
+            if not missing:
+                try:
+                    await self.start_kafka()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    missing = [f"Kafka at {self.settings.kafka_bootstrap_servers} ({exc!r})"]
+                else:
+                    if said:
+                        log.info("services reachable; starting", process=self.process)
+                    return True
+            line = f"waiting for {' and '.join(missing)}"
+            if line != said:
+                log.warning(line, process=self.process, retry_every_s=5.0)
+                said = line
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 5.0)
+        return False
+
+    async def unreachable(self) -> list[str]:
+        """The services that do not answer right now, each described for a log line."""
+        missing = []
+        url = make_url(self.settings.database_url)
+        try:
+            async with asyncio.timeout(3.0), self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            reason = getattr(exc, "orig", None) or exc
+            missing.append(f"PostgreSQL at {url.host}:{url.port or 5432}/{url.database} ({reason})")
+        if not await kafka_answers(self.settings.kafka_bootstrap_servers, timeout_s=3.0):
+            missing.append(f"Kafka at {self.settings.kafka_bootstrap_servers}")
+        return missing
 
     async def start_kafka(self) -> None:
         """Create the core topics and start the producer and relay (retries until Kafka answers)."""

@@ -3,7 +3,12 @@
 - Offsets are committed manually, only after the handler (whose database transaction records
   the events in the inbox) has returned: a crash before that redelivers, the inbox absorbs it.
 - Undecodable messages go to the dead-letter sink with the reason; the consumer moves on.
-- A failing handler (database down) seeks back and retries the same batch with backoff.
+- A handler failing for a transient reason (database or Kafka down, see `events/faults.py`) seeks
+  back and retries the same batch with backoff, for as long as it takes.
+- A handler failing otherwise (a poison event) is retried `poison_after` times; then the batch is
+  handled one event at a time, and an event that still fails alone goes to the dead letters with
+  the reason, so the partition moves on and every other run keeps going.
+- The same event twice in one batch (a relay re-publishing after a crash) is handed over once.
 - Offsets are committed when partitions are revoked, under the same lock as processing.
 - `capacity()` lets a caller with limited slots (a worker) pause fetching instead of blocking
   the poll loop, so the group never sees it as dead during a long stage.
@@ -25,6 +30,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from events.deadletters import BadRecord, DeadLetterSink
 from events.envelope import Envelope, UndecodableEventError, decode
+from events.faults import is_transient
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +71,9 @@ class EventConsumer:
         max_batch: int = 500,
         watchdog_s: float = 60.0,
         auto_offset_reset: str = "earliest",
+        poison_after: int = 3,
+        instance_id: str | None = None,
+        session_timeout_ms: int = 10000,
     ) -> None:
         self.name = name
         self._topics = topics
@@ -76,8 +85,13 @@ class EventConsumer:
         self._max_batch = max_batch
         self._watchdog_s = watchdog_s
         self._reset = auto_offset_reset
+        self._poison_after = poison_after
+        self._instance_id = instance_id
+        self._session_timeout_ms = session_timeout_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._pending: dict[TopicPartition, int] = {}
+        # The last offset per partition handled (committed to Postgres) in the current poll.
+        self._done: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._stopping = False
         self._last_progress = time.monotonic()
@@ -86,6 +100,7 @@ class EventConsumer:
         # Set by the watchdog, acted on by the poll loop (which owns the consumer).
         self._restart_requested = False
         self.restarts = 0
+        self.dead_lettered = 0
 
     def note_progress(self) -> None:
         self._last_progress = time.monotonic()
@@ -104,7 +119,10 @@ class EventConsumer:
             isolation_level="read_committed",
             max_poll_records=self._max_batch,
             fetch_max_wait_ms=100,
-            session_timeout_ms=10000,
+            # Static membership (see docs/decisions/0012): a restarted process with the same
+            # instance id takes its partitions back at once, without a rebalance.
+            group_instance_id=self._instance_id,
+            session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=1000,
             max_poll_interval_ms=300000,
         )
@@ -161,6 +179,7 @@ class EventConsumer:
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         backoff = 0.1
+        failures = 0  # consecutive non-transient failures of the handler
         while not self._stopping:
             if self._restart_requested:
                 self._restart_requested = False
@@ -186,28 +205,82 @@ class EventConsumer:
                 continue
             records = [r for tp in sorted(batches, key=lambda t: (t.topic, t.partition)) for r in batches[tp]]
             try:
-                await self._process(records)
-                backoff = 0.1
+                if failures >= self._poison_after:
+                    await self._isolate(records)
+                else:
+                    await self._process(records)
+                backoff, failures = 0.1, 0
             except Exception as exc:
+                transient = is_transient(exc)
+                failures = failures if transient else failures + 1
                 log.warning(
                     "handler failed; retrying the batch",
                     consumer=self.name,
                     error=repr(exc),
+                    transient=transient,
+                    failures=failures,
                     retry_in_s=backoff,
                 )
                 for tp, recs in batches.items():
-                    consumer.seek(tp, recs[0].offset)
+                    done = self._done.get(tp, -1)
+                    consumer.seek(tp, max(recs[0].offset, done + 1))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            finally:
+                self._done.clear()
+
+    async def _isolate(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Handle a batch that keeps failing one event at a time: the events that work are applied,
+        one that fails `poison_after` times on its own goes to the dead letters with the reason.
+        A transient failure is raised (the loop retries from the first event not yet handled)."""
+        for record in records:
+            for attempt in range(1, self._poison_after + 1):
+                try:
+                    await self._process([record])
+                    break
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    if attempt == self._poison_after:
+                        await self._dead_letter(record, exc, attempt)
+                    else:
+                        await asyncio.sleep(0.1 * attempt)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception, tries: int) -> None:
+        reason = f"handler failed {tries} times: {exc!r}"[:2000]
+        log.error(
+            "poison event sent to dead letters; moving on",
+            consumer=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=repr(exc),
+        )
+        async with self._lock:
+            await self._dead.record(
+                [BadRecord(record.topic, record.partition, record.offset, record.key, record.value, reason)],
+                kind="handler_failed",
+            )
+            tp = TopicPartition(record.topic, record.partition)
+            self._pending[tp] = record.offset + 1
+            self._done[tp] = record.offset
+            await self._commit_locked()
+        self.dead_lettered += 1
+        self.note_progress()
 
     async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         good: list[Received] = []
         bad: list[BadRecord] = []
+        seen: set[object] = set()
         for r in records:
             try:
-                good.append(Received(decode(r.value), r.topic, r.partition, r.offset))
+                envelope = decode(r.value)
             except UndecodableEventError as exc:
                 bad.append(BadRecord(r.topic, r.partition, r.offset, r.key, r.value, str(exc)))
+                continue
+            if envelope.event_id not in seen:
+                seen.add(envelope.event_id)
+                good.append(Received(envelope, r.topic, r.partition, r.offset))
         async with self._lock:
             if bad:
                 log.warning("undecodable events sent to dead letters", consumer=self.name, count=len(bad))
@@ -215,7 +288,9 @@ class EventConsumer:
             if good:
                 await self._handler(good)
             for r in records:
-                self._pending[TopicPartition(r.topic, r.partition)] = r.offset + 1
+                tp = TopicPartition(r.topic, r.partition)
+                self._pending[tp] = r.offset + 1
+                self._done[tp] = r.offset
             await self._commit_locked()
         self.note_progress()
 

@@ -1,8 +1,11 @@
-"""Dead letters: messages a consumer cannot decode are kept in Postgres and copied to the
-dead-letter topic with the reason, in one transaction, so the consumer can move on."""
+"""Dead letters: messages a consumer cannot decode, and poison events its handler kept failing on,
+are kept in Postgres and copied to the dead-letter topic with the reason, in one transaction, so
+the consumer can move on. A poison event's run gets the dead letter in its history (the event is
+keyed and tagged with the run), so the run shows why it stopped moving."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,7 +13,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import DeadLetter
-from events.envelope import new_envelope
+from events.envelope import UndecodableEventError, decode, new_envelope
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
 from schemas.events import DeadLettered
@@ -34,9 +37,10 @@ class DeadLetterSink:
         self._topics = topics
         self._consumer = consumer
 
-    async def record(self, records: Sequence[BadRecord]) -> None:
+    async def record(self, records: Sequence[BadRecord], *, kind: str = "undecodable") -> None:
         if not records:
             return
+        letters = [(r, _identify(r)) for r in records]
         async with self._sessions.begin() as session:
             await session.execute(
                 insert(DeadLetter),
@@ -49,13 +53,24 @@ class DeadLetterSink:
                         "key": r.key,
                         "value": r.value,
                         "reason": r.reason,
+                        "kind": kind,
+                        "event_id": event_id,
+                        "event_type": event_type,
+                        "run_id": run_id,
                     }
-                    for r in records
+                    for r, (event_id, event_type, run_id) in letters
                 ],
             )
-            await add_events(session, [self._event(r) for r in records])
+            await add_events(session, [self._event(r, kind, *ids) for r, ids in letters])
 
-    def _event(self, r: BadRecord) -> PendingEvent:
+    def _event(
+        self,
+        r: BadRecord,
+        kind: str,
+        event_id: uuid.UUID | None,
+        event_type: str | None,
+        run_id: uuid.UUID | None,
+    ) -> PendingEvent:
         key = r.key.decode("utf-8", "replace") if r.key else f"{r.topic}:{r.partition}:{r.offset}"
         payload = DeadLettered(
             consumer=self._consumer,
@@ -65,5 +80,23 @@ class DeadLetterSink:
             reason=r.reason,
             key=r.key.decode("utf-8", "replace") if r.key else None,
             value=r.value[:_PREVIEW].decode("utf-8", "replace") if r.value else None,
+            kind=kind,
+            original_event_id=event_id,
+            original_type=event_type,
+            run_id=run_id,
         )
         return PendingEvent(self._topics.dead_letters, new_envelope(payload, key=key))
+
+
+def _identify(r: BadRecord) -> tuple[uuid.UUID | None, str | None, uuid.UUID | None]:
+    """The event id, type and run of a dead letter, when it is a readable event."""
+    try:
+        envelope = decode(r.value)
+    except UndecodableEventError:
+        return None, None, None
+    run_id = envelope.payload.get("run_id")
+    try:
+        run = uuid.UUID(run_id) if isinstance(run_id, str) else None
+    except ValueError:
+        run = None
+    return envelope.event_id, envelope.type, run

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,8 @@ from events.envelope import Envelope
 class PendingEvent:
     topic: str
     envelope: Envelope
+    # Kept in the run's history but never published (marked published as it is written).
+    history_only: bool = False
 
 
 def _run_id(envelope: Envelope) -> uuid.UUID | None:
@@ -29,6 +32,7 @@ async def add_events(session: AsyncSession, events: Sequence[PendingEvent]) -> N
     """Stage `events` for publication as part of `session`'s transaction (one INSERT for all)."""
     if not events:
         return
+    now = datetime.now(UTC)
     await session.execute(
         insert(OutboxEvent),
         [
@@ -39,6 +43,7 @@ async def add_events(session: AsyncSession, events: Sequence[PendingEvent]) -> N
                 "key": e.envelope.key,
                 "envelope": e.envelope.model_dump(mode="json"),
                 "run_id": _run_id(e.envelope),
+                "published_at": now if e.history_only else None,
             }
             for e in events
         ],

@@ -5,17 +5,25 @@ Woken by `LISTEN comet_outbox` (a trigger notifies on every insert, delivered at
 taken with `FOR UPDATE SKIP LOCKED`, so relays in several processes share the work without
 publishing a row twice; a crash between publish and mark publishes it again, and consumers'
 inboxes make that harmless.
+
+One key's events (one run's) are published in the order they were written, across relays: a relay
+holds back any row of a key that has an earlier unpublished row it did not take (another relay
+is publishing it, perhaps retrying through a broker outage), and tries again a moment later.
+Consumers do not depend on this order (docs/decisions/0012); it keeps the log readable and the
+decisions' notes few.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import orjson
 import structlog
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from events.admin import TopicAdmin
@@ -28,7 +36,13 @@ _TAKE = text(
     "SELECT id, topic, key, envelope FROM outbox WHERE published_at IS NULL "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+# The first unpublished row of each of these keys that this relay did not take.
+_EARLIER = text(
+    "SELECT key, min(id) AS first FROM outbox WHERE published_at IS NULL AND key = ANY(:keys) "
+    "AND id < :last AND id <> ALL(:ids) GROUP BY key"
+)
 NOTIFY_GRACE_S = 0.05
+HELD_BACK_RETRY_S = 0.02
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
 
 
@@ -55,6 +69,8 @@ class OutboxRelay:
         self._notified = asyncio.Event()
         self._stopping = False
         self.published = 0
+        self.held_back = 0
+        self._holding = False
 
     def wake(self) -> None:
         """This process committed outbox rows: publish them now."""
@@ -64,37 +80,62 @@ class OutboxRelay:
         self._notified.set()
 
     async def drain(self) -> int:
-        """Publish every unpublished row; returns how many were published."""
+        """Publish every unpublished row this relay may (see the module docstring); returns how many
+        were published."""
         total = 0
+        self._holding = False
         while True:
-            n = await self._publish_batch()
-            total += n
-            if n < self._batch:
+            taken, published = await self._publish_batch()
+            total += published
+            if taken < self._batch or published == 0:
                 return total
 
-    async def _publish_batch(self) -> int:
+    async def _publish_batch(self) -> tuple[int, int]:
         async with self._sessions.begin() as session:
-            rows = (await session.execute(_TAKE, {"limit": self._batch})).all()
-            if not rows:
-                return 0
-            await self._admin.ensure(sorted({r.topic for r in rows}))
-            await self._producer.send_many(
-                [OutgoingMessage(r.topic, r.key.encode(), orjson.dumps(r.envelope)) for r in rows]
-            )
-            await session.execute(_MARK, {"ids": [r.id for r in rows]})
+            taken = (await session.execute(_TAKE, {"limit": self._batch})).all()
+            if not taken:
+                return 0, 0
+            rows = await self._in_key_order(session, taken)
+            if rows:
+                await self._admin.ensure(sorted({r.topic for r in rows}))
+                await self._producer.send_many(
+                    [OutgoingMessage(r.topic, r.key.encode(), orjson.dumps(r.envelope)) for r in rows]
+                )
+                await session.execute(_MARK, {"ids": [r.id for r in rows]})
         self.published += len(rows)
-        return len(rows)
+        return len(taken), len(rows)
+
+    async def _in_key_order(self, session: AsyncSession, taken: Sequence[Row[Any]]) -> Sequence[Row[Any]]:
+        """The taken rows minus those of a key with an earlier row this relay does not hold."""
+        earlier = {
+            r.key: r.first
+            for r in await session.execute(
+                _EARLIER,
+                {"keys": list({r.key for r in taken}), "last": taken[-1].id, "ids": [r.id for r in taken]},
+            )
+        }
+        if not earlier:
+            return taken
+        rows = [r for r in taken if r.key not in earlier or r.id < earlier[r.key]]
+        self.held_back += len(taken) - len(rows)
+        self._holding = True
+        return rows
 
     async def run(self) -> None:
         """Publish until `stop()`; survives Kafka and Postgres outages by retrying with backoff."""
         listener = asyncio.create_task(self._listen()) if self._dsn else None
         backoff = 0.1
+        hold = HELD_BACK_RETRY_S
         try:
             while not self._stopping:
                 await self._next_wake()
                 try:
-                    await self.drain()
+                    published = await self.drain()
                     backoff = 0.1
+                    if self._holding:  # another relay holds earlier rows of some key: retry soon
+                        hold = HELD_BACK_RETRY_S if published else min(hold * 2, 1.0)
+                        await asyncio.sleep(hold)
+                        self._wake.set()
                 except (PublishError, OSError, asyncpg.PostgresError, Exception) as exc:
                     log.warning(
                         "outbox relay could not publish; will retry", error=repr(exc), retry_in_s=backoff

@@ -34,6 +34,7 @@ from schemas.states import (
     STAGE_TERMINAL,
     AttemptStatus,
     FailureKind,
+    IllegalTransitionError,
     RunStatus,
     StageStatus,
     check_run,
@@ -44,6 +45,17 @@ _ACTIVE = frozenset({StageStatus.QUEUED, StageStatus.RUNNING})
 
 
 def decide(state: RunState, event: Input, now: datetime) -> Decision:
+    """The run's next state and the commands it implies. Whatever order a run's events arrive in,
+    duplicated or stale, this returns a decision: an input that does not apply is ignored with a
+    note (kept in the run's history), never an exception."""
+    try:
+        return _decide(state, event, now)
+    except IllegalTransitionError as exc:
+        # A case the handlers below do not foresee: refuse it, keep the state, and say why.
+        return _ignored(state, f"{type(event).__name__} refused: {exc}")
+
+
+def _decide(state: RunState, event: Input, now: datetime) -> Decision:
     match event:
         case Planned():
             return _planned(state, event, now)
@@ -147,20 +159,50 @@ def _plan_failed(state: RunState, event: PlanFailed, now: datetime) -> Decision:
     return Decision(failed)
 
 
+def _start(state: RunState, stage: StageState, at: datetime) -> RunState:
+    """The stage's attempt runs since `at` (its worker's clock); the run runs since its first
+    stage did, whichever start arrived first."""
+    new = _with_stage(state, _set_stage(stage, StageStatus.RUNNING, at))
+    if new.status is RunStatus.QUEUED:
+        return _set_run(new, RunStatus.RUNNING, at)
+    if new.started_at is not None and at < new.started_at:
+        return dataclasses.replace(new, started_at=at)
+    return new
+
+
 def _attempt_started(state: RunState, event: AttemptStartedInput, now: datetime) -> Decision:
     stage = state.stages.get(event.stage)
-    if stage is None or stage.attempt != event.number or stage.status is not StageStatus.QUEUED:
-        return _ignored(state, f"start of {event.stage}#{event.number} does not match the stage")
-    new = _with_stage(state, _set_stage(stage, StageStatus.RUNNING, now))
-    if new.status is RunStatus.QUEUED:
-        new = _set_run(new, RunStatus.RUNNING, now)
-    return Decision(new)
+    if stage is None:
+        return _ignored(state, f"start of {event.stage}#{event.number}: the run has no such stage")
+    if stage.attempt != event.number:
+        return _ignored(
+            state, f"start of {event.stage}#{event.number} is stale (attempt {stage.attempt} is current)"
+        )
+    if stage.status is not StageStatus.QUEUED:
+        # Its result (or a cancel) was applied first: the start adds nothing.
+        return _ignored(
+            state, f"start of {event.stage}#{event.number} arrived with the stage already {stage.status}"
+        )
+    return Decision(_start(state, stage, event.started_at or now))
 
 
 def _attempt_finished(state: RunState, event: AttemptFinishedInput, now: datetime) -> Decision:
     stage = state.stages.get(event.stage)
-    if stage is None or stage.attempt != event.number or stage.status not in _ACTIVE:
-        return _ignored(state, f"result of {event.stage}#{event.number} does not match the stage")
+    if stage is None:
+        return _ignored(state, f"result of {event.stage}#{event.number}: the run has no such stage")
+    if stage.attempt != event.number:
+        return _ignored(
+            state, f"result of {event.stage}#{event.number} is stale (attempt {stage.attempt} is current)"
+        )
+    if stage.status not in _ACTIVE:
+        return _ignored(
+            state, f"result of {event.stage}#{event.number} arrived with the stage already {stage.status}"
+        )
+    if stage.status is StageStatus.QUEUED:
+        # The result overtook the attempt's start: apply the start it implies first.
+        state = _start(state, stage, event.started_at or event.finished_at or now)
+        stage = state.stages[event.stage]
+    at = event.finished_at or now
     result = {
         "exit_code": event.exit_code,
         "failure_kind": event.failure_kind,
@@ -168,9 +210,9 @@ def _attempt_finished(state: RunState, event: AttemptFinishedInput, now: datetim
     }
     commands: list[Command] = []
     if event.status == AttemptStatus.SUCCEEDED:
-        updated = _set_stage(stage, StageStatus.SUCCEEDED, now, **result)
+        updated = _set_stage(stage, StageStatus.SUCCEEDED, at, **result)
     elif event.status == AttemptStatus.CANCELLED or state.cancel_requested_at is not None:
-        updated = _set_stage(stage, StageStatus.CANCELLED, now, **result)
+        updated = _set_stage(stage, StageStatus.CANCELLED, at, **result)
     elif (
         stage.attempt <= stage.retry_count
         and (event.failure_kind or FailureKind.SCRIPT_FAILURE) in stage.retry_when
@@ -179,7 +221,7 @@ def _attempt_finished(state: RunState, event: AttemptFinishedInput, now: datetim
         updated, dispatch = _queue(dataclasses.replace(stage, **result), now)  # type: ignore[arg-type]
         commands.append(dataclasses.replace(dispatch, delay_s=stage.retry_backoff_s))
     else:
-        updated = _set_stage(stage, StageStatus.FAILED, now, **result)
+        updated = _set_stage(stage, StageStatus.FAILED, at, **result)
     new = _with_stage(state, updated)
     decision = _advance(new, now)
     return Decision(decision.state, (*commands, *decision.commands), decision.note)

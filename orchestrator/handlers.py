@@ -47,6 +47,7 @@ from schemas.events import (
     AttemptStarted,
     RunCancelRequested,
     RunGroupReleased,
+    RunNote,
     RunRequested,
     StageApproved,
     WebhookReceived,
@@ -170,6 +171,14 @@ class RunEngine:
                 event_type=cause.type,
                 event_id=str(cause.event_id),
                 correlation_id=cause.correlation_id,
+            )
+            note = RunNote(
+                run_id=run_id, note=decision.note, cause_event_id=cause.event_id, cause_type=cause.type
+            )
+            work.events.append(
+                dataclasses.replace(
+                    self._emit(self._topics.run_status, note, cause, run_id), history_only=True
+                )
             )
         work.states[run_id] = decision.state
         for payload in status_changes(before, decision.state, work.now):
@@ -319,7 +328,9 @@ class RunEngine:
                 plan = planned.get(envelope.event_id)
                 return (payload.run_id, plan) if plan is not None else None
             case AttemptStarted():
-                return payload.run_id, AttemptStartedInput(payload.stage, payload.number, payload.worker_id)
+                return payload.run_id, AttemptStartedInput(
+                    payload.stage, payload.number, payload.worker_id, started_at=payload.started_at
+                )
             case AttemptFinished():
                 return payload.run_id, AttemptFinishedInput(
                     payload.stage,
@@ -328,6 +339,8 @@ class RunEngine:
                     payload.exit_code,
                     payload.failure_kind,
                     payload.failure_reason,
+                    started_at=payload.started_at,
+                    finished_at=payload.finished_at,
                 )
             case RunCancelRequested():
                 return payload.run_id, CancelRequested(payload.reason)

@@ -96,6 +96,8 @@ class AttemptStartedInput:
     stage: str
     number: int
     worker_id: str
+    # When the attempt started on its worker (the stage's `started_at`); None: when decided.
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,10 @@ class AttemptFinishedInput:
     exit_code: int | None = None
     failure_kind: str | None = None
     failure_reason: str | None = None
+    # The attempt's own times on its worker. A result can arrive before its start (events of one
+    # run may be published out of order): `started_at` then stands in for the missing start.
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,23 @@
 """The lease reaper and retry timer: attempts whose worker stopped renewing the lease are marked
 lost (their fencing token no longer admits a result) and reported as finished with
 `lost_worker`, so `decide()` retries them as new attempts or fails the stage; retries whose
-backoff has passed are handed to their pool's workers."""
+backoff has passed are handed to their pool's workers.
+
+Leases are not judged for `outage_grace_s` after Postgres started, or after the reaper reached it
+again following a failure: a database outage stops every heartbeat, and the workers' leases
+(and the results they hold) deserve their first heartbeat after it before anyone is declared lost."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.repositories.attempts import reap_expired, take_due_retries
+from db.repositories.attempts import database_started_within, reap_expired, take_due_retries
 from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
@@ -29,18 +34,24 @@ class LeaseReaper:
         topics: Topics,
         *,
         interval_s: float,
+        outage_grace_s: float = 10.0,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._sessions = sessions
         self._topics = topics
         self._interval = interval_s
         self._on_commit = on_commit
+        self._grace = outage_grace_s
+        self._grace_until = 0.0  # monotonic; set when the database answers again after a failure
         self._stopping = asyncio.Event()
         self.reaped = 0
 
     async def reap_once(self) -> int:
         async with self._sessions.begin() as session:
-            lost = await reap_expired(session)
+            judging = time.monotonic() >= self._grace_until and not await database_started_within(
+                session, self._grace
+            )
+            lost = await reap_expired(session) if judging else []
             events = [
                 PendingEvent(
                     self._topics.stage_results,
@@ -55,6 +66,7 @@ class LeaseReaper:
                             failure_kind=FailureKind.LOST_WORKER.value,
                             failure_reason=a.reason,
                             worker_id=a.worker_id,
+                            started_at=a.started_at,
                             finished_at=a.finished_at,
                         ),
                         key=str(a.run_id),
@@ -95,10 +107,15 @@ class LeaseReaper:
         return len(lost)
 
     async def run(self) -> None:
+        failing = False
         while not self._stopping.is_set():
             try:
+                if failing:
+                    self._grace_until = time.monotonic() + self._grace
                 await self.reap_once()
+                failing = False
             except Exception as exc:
+                failing = True
                 log.warning("lease reaper failed; retrying", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._interval)

@@ -40,6 +40,8 @@ class OrchestratorService:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             handler=self.engine.handle,
             dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.orchestrator_group),
+            instance_id=settings.instance_id,
+            session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
         )
         self.reporter: StatusReporter | None = None
         self.reporter_consumer: EventConsumer | None = None
@@ -57,13 +59,21 @@ class OrchestratorService:
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 handler=self.reporter.handle,
                 dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.status_reporter_group),
+                instance_id=settings.instance_id,
+                session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
             )
         self.reaper = LeaseReaper(
-            b.sessions, b.topics, interval_s=settings.reaper_interval_s, on_commit=b.wake_relay
+            b.sessions,
+            b.topics,
+            interval_s=settings.reaper_interval_s,
+            outage_grace_s=settings.reaper_outage_grace_s,
+            on_commit=b.wake_relay,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.backbone.start_kafka()
+        if not await self.backbone.start(stop):
+            await self.backbone.stop()
+            return
         tasks = [
             asyncio.create_task(self.consumer.run(), name="orchestrator-consumer"),
             asyncio.create_task(self.reaper.run(), name="lease-reaper"),

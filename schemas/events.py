@@ -112,6 +112,9 @@ class AttemptFinished(EventPayload):
     failure_kind: str | None = None
     failure_reason: str | None = None
     worker_id: str | None = None
+    # When the attempt started on its worker (None if it never did): lets a result that overtook
+    # its `attempt.started` event stand in for it.
+    started_at: datetime | None = None
     finished_at: datetime
 
 
@@ -138,7 +141,8 @@ class StageStatusChanged(EventPayload):
 
 
 class DeadLettered(EventPayload):
-    """An undecodable message, copied with the reason it could not be read."""
+    """A message set aside with the reason: undecodable, or a poison event its handler kept failing
+    on (`kind` says which; for the latter, the event and its run are named)."""
 
     TYPE = "dead_letter"
     consumer: str
@@ -148,6 +152,21 @@ class DeadLettered(EventPayload):
     reason: str
     key: str | None = None
     value: str | None = None
+    kind: str = "undecodable"
+    original_event_id: uuid.UUID | None = None
+    original_type: str | None = None
+    run_id: uuid.UUID | None = None
+
+
+class RunNote(EventPayload):
+    """An input the orchestrator did not apply to a run, and why (kept in the run's history only;
+    never published: `decide()` derives it again from the same inputs)."""
+
+    TYPE = "run.note"
+    run_id: uuid.UUID
+    note: str
+    cause_event_id: uuid.UUID | None = None
+    cause_type: str | None = None
 
 
 EVENT_MODELS: dict[str, type[EventPayload]] = {
@@ -165,5 +184,6 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         RunStatusChanged,
         StageStatusChanged,
         DeadLettered,
+        RunNote,
     )
 }

@@ -1,6 +1,9 @@
 """Log shipping for one attempt: output is decoded, masked (also across chunk boundaries),
 buffered, and stored as numbered chunks every `flush_s` or 64 KiB, under the attempt's fencing
-token. Past the per-stage cap, one clear truncation line is stored and the rest is dropped."""
+token. Past the per-stage cap, one clear truncation line is stored and the rest is dropped.
+
+While the database is unreachable, output stays buffered (within the cap) and goes out with the
+next flush that works: writing output never fails the stage."""
 
 from __future__ import annotations
 
@@ -53,13 +56,26 @@ class LogShipper:
     async def write(self, data: bytes) -> None:
         self._add(self._masker.feed(self._decoder.decode(data)))
         if self._buffered >= _CHUNK:
-            await self.flush()
+            await self.try_flush()
 
     async def note(self, line: str) -> None:
         """A line from Comet itself (checkout, timeout, cancellation), stored in order with the output."""
         self._add(self._masker.feed(self._decoder.decode(b"", final=True)) + self._masker.flush())
         self._add(f"\n[comet] {line}\n" if self._stored + self._buffered else f"[comet] {line}\n")
-        await self.flush()
+        await self.try_flush()
+
+    async def try_flush(self) -> bool:
+        """Flush, keeping the output for a later flush when the database cannot take it now."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.warning(
+                "log flush failed; output kept for the next flush",
+                error=repr(exc),
+                attempt_id=str(self._attempt),
+            )
+            return False
+        return True
 
     def _add(self, text: str) -> None:
         if not text or self._truncated:
@@ -93,19 +109,18 @@ class LogShipper:
             self._stored += len(data.encode())
 
     async def close(self) -> None:
+        """Stop shipping and flush what is left; output the database could not take stays buffered
+        (`flush()` again before reporting the result)."""
         # Stop the ticker between flushes, never inside one: a flush cancelled after taking the
         # buffer would lose that chunk.
         self._closing.set()
         if self._ticker is not None:
             await self._ticker
         self._add(self._masker.feed(self._decoder.decode(b"", final=True)) + self._masker.flush())
-        await self.flush()
+        await self.try_flush()
 
     async def _tick(self) -> None:
         while not self._closing.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self._flush_s)
-            try:
-                await self.flush()
-            except Exception as exc:
-                log.warning("log flush failed", error=repr(exc), attempt_id=str(self._attempt))
+            await self.try_flush()

@@ -1,6 +1,9 @@
 """Running one claimed attempt: fresh workspace, checkout of the commit, the stage's script under
 `bash -eo pipefail` in its own process group, logs shipped as it runs, and the one result
-committed under the fencing token together with its `attempt.finished` event."""
+committed under the fencing token together with its `attempt.finished` event.
+
+A finished attempt's result is held while the database is unreachable and committed once it is
+back (heartbeats keep the lease meanwhile); the fencing token decides whether it still counts."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from db.crypto import SecretBox
 from db.repositories.attempts import Claim, finish
 from db.repositories.secrets import decrypted_secrets
 from events.envelope import new_envelope
+from events.faults import is_transient, retry_transient
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
 from schemas.events import AttemptFinished
@@ -100,7 +104,7 @@ class AttemptRunner:
 
     async def run(self, attempt: RunningAttempt) -> None:
         claim = attempt.claim
-        secrets = await self._secrets(claim)
+        secrets = await retry_transient(lambda: self._secrets(claim), what="reading the stage's secrets")
         shipper = LogShipper(
             self._sessions,
             claim.attempt_id,
@@ -137,18 +141,35 @@ class AttemptRunner:
                 await shipper.close()
             finally:
                 self._workspaces.remove(workspace)
-        if attempt.lease_lost or shipper.lease_lost:
-            log.warning(
-                "lease lost while running; result not reported", stage=claim.stage, attempt=claim.number
-            )
-            return
+        ended = datetime.now(UTC)
+        status = AttemptStatus.FAILED
         if attempt.handed_back:
             reason = f"worker {self._worker_id} shut down before the stage finished (drain timeout)"
-            await self._report(
-                claim, None, (FailureKind.LOST_WORKER.value, reason), status=AttemptStatus.LOST
-            )
-            return
-        await self._report(claim, result, failure)
+            result, failure, status = None, (FailureKind.LOST_WORKER.value, reason), AttemptStatus.LOST
+        outcome = _outcome(result, failure, status)
+        delay = 0.2
+        while True:
+            if attempt.lease_lost or shipper.lease_lost:
+                log.warning(
+                    "lease lost while running; result not reported", stage=claim.stage, attempt=claim.number
+                )
+                return
+            try:
+                if await shipper.try_flush() and not shipper.lease_lost:
+                    await self._report(claim, outcome, ended)
+                    return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning(
+                    "cannot record the attempt's result yet; holding it and retrying",
+                    stage=claim.stage,
+                    attempt=claim.number,
+                    error=repr(exc),
+                    retry_in_s=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _secrets(self, claim: Claim) -> dict[str, str]:
         """The project's secrets for this stage; none for untrusted triggers (fork pull requests)."""
@@ -157,37 +178,19 @@ class AttemptRunner:
         async with self._sessions() as session:
             return await decrypted_secrets(session, self._box, claim.project_id)
 
-    async def _report(
-        self,
-        claim: Claim,
-        result: ExecutionResult | None,
-        failure: tuple[str, str] | None,
-        *,
-        status: AttemptStatus = AttemptStatus.FAILED,
-    ) -> None:
-        kind: str | None
-        reason: str | None
-        if result is not None and result.failure_kind is None:
-            status, kind, reason = AttemptStatus.SUCCEEDED, None, None
-        elif result is not None and result.failure_kind == FailureKind.CANCELLED:
-            status, kind, reason = AttemptStatus.CANCELLED, result.failure_kind, result.reason
-        elif result is not None:
-            status, kind, reason = AttemptStatus.FAILED, result.failure_kind, result.reason
-        else:
-            assert failure is not None
-            kind, reason = failure
-        exit_code = result.exit_code if result is not None else None
+    async def _report(self, claim: Claim, outcome: _Outcome, ended: datetime) -> None:
         async with self._sessions.begin() as session:
-            finished_at = await finish(
+            finished = await finish(
                 session,
                 claim.attempt_id,
                 claim.fencing_token,
-                status=status.value,
-                exit_code=exit_code,
-                failure_kind=kind,
-                failure_reason=reason,
+                status=outcome.status.value,
+                exit_code=outcome.exit_code,
+                failure_kind=outcome.kind,
+                failure_reason=outcome.reason,
+                finished_at=ended,
             )
-            if finished_at is None:
+            if finished is None:
                 log.warning(
                     "late completion rejected: the fencing token is stale",
                     run_id=str(claim.run_id),
@@ -201,12 +204,13 @@ class AttemptRunner:
                 attempt_id=claim.attempt_id,
                 stage=claim.stage,
                 number=claim.number,
-                status=status.value,
-                exit_code=exit_code,
-                failure_kind=kind,
-                failure_reason=reason,
+                status=outcome.status.value,
+                exit_code=outcome.exit_code,
+                failure_kind=outcome.kind,
+                failure_reason=outcome.reason,
                 worker_id=self._worker_id,
-                finished_at=finished_at or datetime.now(UTC),
+                started_at=finished.started_at,
+                finished_at=finished.finished_at,
             )
             await add_events(
                 session,
@@ -218,6 +222,28 @@ class AttemptRunner:
             run_id=str(claim.run_id),
             stage=claim.stage,
             attempt=claim.number,
-            status=status.value,
-            exit_code=exit_code,
+            status=outcome.status.value,
+            exit_code=outcome.exit_code,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: AttemptStatus
+    exit_code: int | None
+    kind: str | None
+    reason: str | None
+
+
+def _outcome(
+    result: ExecutionResult | None, failure: tuple[str, str] | None, status: AttemptStatus
+) -> _Outcome:
+    """What to report: the script's result, or a failure before or instead of it."""
+    if result is not None and result.failure_kind is None:
+        return _Outcome(AttemptStatus.SUCCEEDED, result.exit_code, None, None)
+    if result is not None and result.failure_kind == FailureKind.CANCELLED:
+        return _Outcome(AttemptStatus.CANCELLED, result.exit_code, result.failure_kind, result.reason)
+    if result is not None:
+        return _Outcome(AttemptStatus.FAILED, result.exit_code, result.failure_kind, result.reason)
+    assert failure is not None
+    return _Outcome(status, None, *failure)

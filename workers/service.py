@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import WorkerSettings
 from db.engine import asyncpg_dsn
@@ -22,7 +23,8 @@ from db.repositories import workers as workers_repo
 from events.backbone import Backbone
 from events.consumer import EventConsumer, Received
 from events.deadletters import DeadLetterSink
-from events.envelope import new_envelope
+from events.envelope import Envelope, new_envelope
+from events.faults import retry_transient
 from events.listen import listen_forever
 from events.outbox import PendingEvent, add_events
 from schemas.events import AttemptDispatched, AttemptStarted
@@ -50,6 +52,7 @@ class WorkerService:
             on_commit=b.wake_relay,
         )
         self.running: dict[uuid.UUID, RunningAttempt] = {}
+        self._claiming = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.consumer = EventConsumer(
@@ -61,6 +64,8 @@ class WorkerService:
             dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.worker_group(settings.pool)),
             capacity=self._free_slots,
             max_batch=settings.concurrency,
+            instance_id=settings.instance_id,
+            session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
         )
 
     def _free_slots(self) -> int:
@@ -69,39 +74,75 @@ class WorkerService:
     async def _on_dispatch(self, batch: list[Received]) -> None:
         """Claim the dispatched attempts in one transaction, with their `attempt.started` events,
         then run each in a task of its own. The batch never exceeds the free slots."""
-        dispatched: dict[uuid.UUID, Received] = {}
+        dispatched: dict[uuid.UUID, Envelope] = {}
         for received in batch:
             payload = received.envelope.typed()
             if isinstance(payload, AttemptDispatched):
-                dispatched.setdefault(payload.attempt_id, received)
+                dispatched.setdefault(payload.attempt_id, received.envelope)
         if not dispatched:
             return
-        async with self.backbone.sessions.begin() as session:
-            # Redelivered dispatches find their attempt claimed, finished or cancelled: not returned.
-            claims = await attempts_repo.claim_many(
-                session, list(dispatched), self.worker_id, self.settings.lease_s
+        async with self._claiming:
+            # The sweep may have taken a slot since the batch was sized: the rest of the batch stays
+            # queued, and is swept up by whichever worker is free first.
+            ids = list(dispatched)[: max(self._free_slots(), 0)]
+            async with self.backbone.sessions.begin() as session:
+                # Redelivered dispatches find their attempt claimed, finished or cancelled: not returned.
+                claims = await attempts_repo.claim_many(session, ids, self.worker_id, self.settings.lease_s)
+                await self._record_starts(session, claims, dispatched)
+            self._start(claims)
+
+    async def _sweep(self) -> None:
+        """Every `sweep_s`, with free slots, claim attempts of this pool queued for longer than
+        `stale_dispatch_s` that no worker took from Kafka (their dispatch sits in the partition of
+        a worker that died, or Kafka is down)."""
+        while True:
+            await asyncio.sleep(self.settings.sweep_s)
+            if self._free_slots() <= 0:
+                continue
+            try:
+                async with self._claiming:
+                    async with self.backbone.sessions.begin() as session:
+                        claims = await attempts_repo.claim_stale(
+                            session,
+                            self.settings.pool,
+                            self.worker_id,
+                            self.settings.lease_s,
+                            older_than_s=self.settings.stale_dispatch_s,
+                            limit=self._free_slots(),
+                        )
+                        await self._record_starts(session, claims, {})
+                    if claims:
+                        log.info("claimed attempts whose dispatch no worker took", count=len(claims))
+                    self._start(claims)
+            except Exception as exc:
+                log.warning("dispatch sweep failed", error=repr(exc))
+
+    async def _record_starts(
+        self, session: AsyncSession, claims: list[attempts_repo.Claim], causes: dict[uuid.UUID, Envelope]
+    ) -> None:
+        events = []
+        for claim in claims:
+            cause = causes.get(claim.attempt_id)
+            started = AttemptStarted(
+                run_id=claim.run_id,
+                stage_id=claim.stage_id,
+                attempt_id=claim.attempt_id,
+                stage=claim.stage,
+                number=claim.number,
+                worker_id=self.worker_id,
+                fencing_token=claim.fencing_token,
+                started_at=claim.started_at,
             )
-            events = []
-            for claim in claims:
-                cause = dispatched[claim.attempt_id].envelope
-                started = AttemptStarted(
-                    run_id=claim.run_id,
-                    stage_id=claim.stage_id,
-                    attempt_id=claim.attempt_id,
-                    stage=claim.stage,
-                    number=claim.number,
-                    worker_id=self.worker_id,
-                    fencing_token=claim.fencing_token,
-                    started_at=claim.started_at,
-                )
-                envelope = new_envelope(
-                    started,
-                    key=str(claim.run_id),
-                    correlation_id=cause.correlation_id,
-                    causation_id=str(cause.event_id),
-                )
-                events.append(PendingEvent(self.backbone.topics.stage_results, envelope))
-            await add_events(session, events)
+            envelope = new_envelope(
+                started,
+                key=str(claim.run_id),
+                correlation_id=cause.correlation_id if cause else None,
+                causation_id=str(cause.event_id) if cause else None,
+            )
+            events.append(PendingEvent(self.backbone.topics.stage_results, envelope))
+        await add_events(session, events)
+
+    def _start(self, claims: list[attempts_repo.Claim]) -> None:
         if claims:
             self.backbone.wake_relay()
         for claim in claims:
@@ -172,22 +213,18 @@ class WorkerService:
 
     async def run(self, stop: asyncio.Event) -> None:
         b = self.backbone
-        await b.start_kafka()
-        await b.admin.ensure([b.topics.dispatch(self.settings.pool)])
-        async with b.sessions.begin() as session:
-            await workers_repo.register(
-                session,
-                worker_id=self.worker_id,
-                pool=self.settings.pool,
-                labels_json=json.dumps(self.settings.labels),
-                concurrency=self.settings.concurrency,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-            )
+        if not await b.start(stop):
+            await b.stop()
+            return
+        await retry_transient(
+            lambda: b.admin.ensure([b.topics.dispatch(self.settings.pool)]), what="topic creation"
+        )
+        await retry_transient(self._register, what="worker registration")
         background = [
             asyncio.create_task(self.consumer.run(), name="worker-consumer"),
             asyncio.create_task(self._heartbeats(), name="heartbeats"),
             asyncio.create_task(self._listen_cancels(), name="cancel-listener"),
+            asyncio.create_task(self._sweep(), name="dispatch-sweep"),
         ]
         log.info(
             "worker started",
@@ -209,6 +246,18 @@ class WorkerService:
                     await workers_repo.leave(session, self.worker_id)
             await b.stop()
             log.info("worker stopped", worker_id=self.worker_id)
+
+    async def _register(self) -> None:
+        async with self.backbone.sessions.begin() as session:
+            await workers_repo.register(
+                session,
+                worker_id=self.worker_id,
+                pool=self.settings.pool,
+                labels_json=json.dumps(self.settings.labels),
+                concurrency=self.settings.concurrency,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+            )
 
     async def drain(self) -> None:
         """No new claims; let running stages finish (heartbeats go on) up to the drain timeout,

@@ -29,6 +29,7 @@ class OutboxEvent(Base):
     __table_args__ = (
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
         Index("ix_outbox_run", "run_id", "id"),
+        Index("ix_outbox_unpublished_key", "key", "id", postgresql_where=text("published_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -52,6 +53,7 @@ class InboxEntry(Base):
 
 class DeadLetter(Base):
     __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_run", "run_id"),)
 
     id: Mapped[uuid.UUID] = id_column()
     consumer: Mapped[str] = mapped_column(String(255))
@@ -61,6 +63,12 @@ class DeadLetter(Base):
     key: Mapped[bytes | None] = mapped_column(LargeBinary)
     value: Mapped[bytes | None] = mapped_column(LargeBinary)
     reason: Mapped[str] = mapped_column(Text)
+    # "undecodable" (not a valid event) or "handler_failed" (a poison event its consumer kept
+    # failing on); for the latter, which event and run it was.
+    kind: Mapped[str] = mapped_column(String(32), server_default="undecodable")
+    event_id: Mapped[uuid.UUID | None]
+    event_type: Mapped[str | None] = mapped_column(String(100))
+    run_id: Mapped[uuid.UUID | None]
     created_at: Mapped[datetime] = created_at_column()
     redriven_at: Mapped[datetime | None]
 

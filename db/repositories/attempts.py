@@ -104,6 +104,31 @@ async def claim_many(
     return sorted(claims, key=lambda c: order[c.attempt_id])
 
 
+_STALE_QUEUED = text(
+    """
+    SELECT id FROM stage_attempts
+     WHERE status = 'queued' AND pool = :pool AND dispatch_at IS NULL
+       AND queued_at < now() - make_interval(secs => :older_than_s)
+     ORDER BY queued_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    """
+)
+
+
+async def claim_stale(
+    session: AsyncSession, pool: str, worker_id: str, lease_s: float, *, older_than_s: float, limit: int
+) -> list[Claim]:
+    """Claim the oldest attempts of `pool` queued for longer than `older_than_s` whose dispatch no
+    worker took (it sits in a dead worker's partition, or Kafka is down): Postgres is the source of
+    truth, the dispatch event only the fast path."""
+    ids = [
+        r.id
+        for r in await session.execute(
+            _STALE_QUEUED, {"pool": pool, "older_than_s": older_than_s, "limit": limit}
+        )
+    ]
+    return await claim_many(session, ids, worker_id, lease_s)
+
+
 _HEARTBEAT = text(
     """
     UPDATE stage_attempts a SET lease_expires_at = now() + make_interval(secs => :lease_s), heartbeat_at = now()
@@ -166,11 +191,17 @@ async def append_log(
 _FINISH = text(
     """
     UPDATE stage_attempts SET status = :status, exit_code = :exit_code, failure_kind = :failure_kind,
-           failure_reason = :failure_reason, finished_at = now()
+           failure_reason = :failure_reason, finished_at = GREATEST(:finished_at, started_at)
      WHERE id = :attempt_id AND fencing_token = :token AND status = 'running'
-    RETURNING finished_at
+    RETURNING started_at, finished_at
     """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    started_at: datetime
+    finished_at: datetime
 
 
 async def finish(
@@ -182,8 +213,10 @@ async def finish(
     exit_code: int | None,
     failure_kind: str | None,
     failure_reason: str | None,
-) -> datetime | None:
-    """Commit the attempt's one result; None when the token is stale (the result is rejected)."""
+    finished_at: datetime,
+) -> Finished | None:
+    """Commit the attempt's one result, which ended at `finished_at` on its worker (a result held
+    through a database outage keeps its real time); None when the token is stale (rejected)."""
     row = (
         await session.execute(
             _FINISH,
@@ -194,10 +227,11 @@ async def finish(
                 "exit_code": exit_code,
                 "failure_kind": failure_kind,
                 "failure_reason": failure_reason,
+                "finished_at": finished_at,
             },
         )
     ).one_or_none()
-    return None if row is None else row.finished_at
+    return None if row is None else Finished(row.started_at, row.finished_at)
 
 
 _REAP = text(
@@ -209,7 +243,8 @@ _REAP = text(
      WHERE a.stage_id = s.id AND a.status = 'running' AND a.lease_expires_at < now()
        AND a.id IN (SELECT id FROM stage_attempts WHERE status = 'running' AND lease_expires_at < now()
                     ORDER BY lease_expires_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING a.id, a.run_id, a.stage_id, s.name AS stage, a.number, a.worker_id, a.failure_reason, a.finished_at
+    RETURNING a.id, a.run_id, a.stage_id, s.name AS stage, a.number, a.worker_id, a.failure_reason,
+              a.started_at, a.finished_at
     """
 )
 
@@ -223,6 +258,7 @@ class LostAttempt:
     number: int
     worker_id: str | None
     reason: str
+    started_at: datetime | None
     finished_at: datetime
 
 
@@ -230,10 +266,27 @@ async def reap_expired(session: AsyncSession, limit: int = 500) -> list[LostAtte
     rows = await session.execute(_REAP, {"limit": limit})
     return [
         LostAttempt(
-            r.id, r.run_id, r.stage_id, r.stage, r.number, r.worker_id, r.failure_reason, r.finished_at
+            r.id,
+            r.run_id,
+            r.stage_id,
+            r.stage,
+            r.number,
+            r.worker_id,
+            r.failure_reason,
+            r.started_at,
+            r.finished_at,
         )
         for r in rows
     ]
+
+
+_STARTED_WITHIN = text("SELECT now() - pg_postmaster_start_time() < make_interval(secs => :s)")
+
+
+async def database_started_within(session: AsyncSession, seconds: float) -> bool:
+    """Whether the Postgres server started less than `seconds` ago (after a restart, no heartbeat
+    could be written while it was down)."""
+    return bool((await session.execute(_STARTED_WITHIN, {"s": seconds})).scalar_one())
 
 
 _DUE_RETRIES = text(
