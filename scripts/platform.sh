@@ -24,11 +24,13 @@ start_one() {
   echo $! > "$RUN_DIR/$name.pid"
 }
 
+# Each long-lived process gets a stable instance id: restarted, it takes its Kafka partitions back
+# at once as a static group member (docs/decisions/0012).
 start_all() {
   start_one api api
-  start_one orchestrator orchestrator
-  start_one worker-1 worker --pool default --concurrency 4
-  start_one worker-2 worker --pool default --concurrency 4
+  COMET_INSTANCE_ID=orchestrator-1 start_one orchestrator orchestrator
+  COMET_INSTANCE_ID=worker-1 start_one worker-1 worker --pool default --concurrency 4
+  COMET_INSTANCE_ID=worker-2 start_one worker-2 worker --pool default --concurrency 4
 }
 
 stop_all() {

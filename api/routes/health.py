@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from api import metrics
+from api.deps import BackboneDep
 from api.errors import ServiceUnavailable, problem_responses
 from api.readiness import OK, Readiness
 
@@ -53,6 +54,7 @@ async def readyz(request: Request) -> Ready:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format."}},
 )
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(backbone: BackboneDep) -> Response:
+    await metrics.refresh_from_database(backbone.sessions)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

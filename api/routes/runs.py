@@ -41,6 +41,7 @@ from schemas.api.runs import (
     RunAccepted,
     RunCommandAccepted,
     RunCreate,
+    RunDeadLetterOut,
     RunEventOut,
     RunOut,
     RunSummary,
@@ -204,7 +205,23 @@ async def list_runs(
 )
 async def get_run(access: RunAccessDep, session: SessionDep) -> RunOut:
     stages = await run_views.stages_of(session, access.run.id)
-    return RunOut(**_summary(access.run).model_dump(), stages=[_stage(v) for v in stages])
+    dead = await run_views.dead_letters_of(session, access.run.id)
+    return RunOut(
+        **_summary(access.run).model_dump(),
+        stages=[_stage(v) for v in stages],
+        dead_letters=[
+            RunDeadLetterOut(
+                id=d.id,
+                consumer=d.consumer,
+                event_id=d.event_id,
+                event_type=d.event_type,
+                reason=d.reason,
+                created_at=d.created_at,
+                redriven_at=d.redriven_at,
+            )
+            for d in dead
+        ],
+    )
 
 
 async def _accepted(

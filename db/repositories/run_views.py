@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import LogChunk, OutboxEvent, Run, Stage, StageAttempt
+from db.models import DeadLetter, LogChunk, OutboxEvent, Run, Stage, StageAttempt
 
 
 async def get_run(session: AsyncSession, run_id: uuid.UUID) -> Run | None:
@@ -53,6 +53,12 @@ async def stages_of(session: AsyncSession, run_id: uuid.UUID) -> list[StageView]
     for attempt in attempts:
         by_stage.setdefault(attempt.stage_id, []).append(attempt)
     return [StageView(stage, by_stage.get(stage.id, [])) for stage in stages]
+
+
+async def dead_letters_of(session: AsyncSession, run_id: uuid.UUID) -> Sequence[DeadLetter]:
+    """The run's events that a consumer set aside as poison, oldest first."""
+    stmt = select(DeadLetter).where(DeadLetter.run_id == run_id).order_by(DeadLetter.created_at)
+    return (await session.scalars(stmt)).all()
 
 
 async def list_runs(

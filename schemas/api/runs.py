@@ -157,8 +157,25 @@ class RunSummary(BaseModel):
     finished_at: AwareDatetime | None
 
 
+class RunDeadLetterOut(BaseModel):
+    """An event of this run that its consumer could not apply and set aside (see `comet dlq`)."""
+
+    id: uuid.UUID
+    consumer: str
+    event_id: uuid.UUID | None
+    event_type: str | None
+    reason: str
+    created_at: AwareDatetime
+    redriven_at: AwareDatetime | None
+
+
 class RunOut(RunSummary):
     stages: list[StageOut]
+    dead_letters: list[RunDeadLetterOut] = Field(
+        default_factory=list,
+        description="Events of this run set aside as poison (a consumer kept failing on them), with "
+        "the reason: why the run may have stopped moving.",
+    )
 
 
 class RunCommandAccepted(BaseModel):

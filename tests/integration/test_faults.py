@@ -4,82 +4,20 @@ late completion is rejected, a killed orchestrator resumes without running a sta
 from __future__ import annotations
 
 import asyncio
-import secrets
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import StageAttempt
-from events.topics import Topics
+from tests.integration.cluster import Cluster, until
 from tests.integration.conftest import make_repo
 from tests.integration.helpers import add_project, attempts_of, stages_of, start_run, wait_for_run
-from tests.integration.processes import CometProcess, process_env
 
 pytestmark = pytest.mark.integration
-
-
-class Cluster:
-    """Orchestrator and workers as subprocesses in a namespace of their own."""
-
-    def __init__(self, common: dict[str, Any], root: Path) -> None:
-        self.namespace = f"f{secrets.token_hex(4)}"
-        self.common = {**common, "topic_namespace": self.namespace, "git_cache_dir": str(root / "git")}
-        self.root = root
-        self.procs: list[CometProcess] = []
-
-    @property
-    def topics(self) -> Topics:
-        return Topics(self.namespace)
-
-    def orchestrator(self) -> CometProcess:
-        env = process_env(self.common, reaper_interval_s="0.5")
-        proc = CometProcess(["orchestrator"], env, self.root / f"orchestrator-{len(self.procs)}.log").start()
-        self.procs.append(proc)
-        return proc
-
-    def worker(
-        self, pool: str = "default", *, lease_s: float = 3.0, drain_timeout_s: float = 300
-    ) -> CometProcess:
-        env = process_env(
-            self.common,
-            lease_s=lease_s,
-            drain_timeout_s=drain_timeout_s,
-            heartbeat_s="0.5",
-            kill_grace_s="2",
-            workspace_dir=str(self.root / f"ws-{len(self.procs)}"),
-        )
-        proc = CometProcess(
-            ["worker", "--pool", pool, "--concurrency", "2"], env, self.root / f"worker-{len(self.procs)}.log"
-        ).start()
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            proc.stop()
-
-
-@pytest.fixture
-async def cluster(common_env: dict[str, Any], tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(common_env, tmp_path)
-    yield c
-    await asyncio.to_thread(c.stop_all)
-
-
-async def until(check: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.1)
-    raise AssertionError(what)  # pragma: no cover - asyncio.timeout raises first
 
 
 async def attempt_in(
@@ -108,9 +46,8 @@ stages:
 """
 
 
-async def test_killing_a_worker_mid_stage_loses_no_run(
-    cluster: Cluster, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
-) -> None:
+async def test_killing_a_worker_mid_stage_loses_no_run(cluster: Cluster, tmp_path: Path) -> None:
+    sessions = cluster.sessions
     repo, _ = make_repo(tmp_path / "repo", {".comet.yml": SLOW_ON_FIRST_ATTEMPT})
     project = await add_project(sessions, str(repo))
     cluster.orchestrator()
@@ -129,8 +66,9 @@ async def test_killing_a_worker_mid_stage_loses_no_run(
 
 
 async def test_a_paused_worker_coming_back_after_its_lease_cannot_commit_a_second_result(
-    cluster: Cluster, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
+    sessions = cluster.sessions
     definition = """
 stages:
   work:
@@ -164,8 +102,9 @@ stages:
 
 
 async def test_killing_the_orchestrator_mid_run_resumes_without_running_any_stage_twice(
-    cluster: Cluster, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
+    sessions = cluster.sessions
     definition = """
 stages:
   one: {run: "sleep 1; echo one"}
@@ -191,8 +130,9 @@ stages:
 
 
 async def test_sigterm_drains_a_worker_letting_its_running_stage_finish_and_report(
-    cluster: Cluster, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
+    sessions = cluster.sessions
     repo, _ = make_repo(tmp_path / "repo", {".comet.yml": "stages:\n  work: {run: 'sleep 2; echo done'}\n"})
     project = await add_project(sessions, str(repo))
     cluster.orchestrator()
@@ -210,8 +150,9 @@ async def test_sigterm_drains_a_worker_letting_its_running_stage_finish_and_repo
 
 
 async def test_a_drain_timeout_hands_the_stage_back_at_once_as_a_lost_attempt(
-    cluster: Cluster, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
+    sessions = cluster.sessions
     repo, _ = make_repo(tmp_path / "repo", {".comet.yml": SLOW_ON_FIRST_ATTEMPT})
     project = await add_project(sessions, str(repo))
     cluster.orchestrator()
@@ -235,8 +176,9 @@ async def test_a_drain_timeout_hands_the_stage_back_at_once_as_a_lost_attempt(
 
 
 async def test_two_orchestrators_share_the_runs_and_no_stage_runs_twice(
-    cluster: Cluster, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
+    sessions = cluster.sessions
     definition = "stages:\n  a: {run: 'true'}\n  b: {run: 'true'}\n  c: {needs: [a, b], run: 'true'}\n"
     repo, sha = make_repo(tmp_path / "repo", {".comet.yml": definition})
     project = await add_project(sessions, str(repo))

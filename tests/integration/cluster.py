@@ -1,0 +1,128 @@
+"""Comet as real subprocesses on a database and topic namespace of their own, for tests that kill,
+pause, restart or starve processes.
+
+A cluster gets its own database (copied from a migrated template in a moment), because the
+worker's dispatch sweep claims any queued attempt of its pool in its database: clusters sharing
+the session's database would take each other's stages (one Comet is one database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from config.settings import OrchestratorSettings
+from db.engine import asyncpg_dsn, make_engine, make_sessionmaker
+from db.migrations import upgrade
+from events.topics import Topics
+from tests.integration.conftest import BASE_DB_URL, _with_database, create_database, drop_database
+from tests.integration.processes import CometProcess, process_env
+
+
+class Cluster:
+    """Orchestrators and workers as subprocesses in a namespace and database of their own."""
+
+    def __init__(self, common: dict[str, Any], root: Path, database_url: str) -> None:
+        self.namespace = f"f{secrets.token_hex(4)}"
+        self.database_url = database_url
+        self.common = {
+            **common,
+            "database_url": database_url,
+            "topic_namespace": self.namespace,
+            "git_cache_dir": str(root / "git"),
+        }
+        self.root = root
+        self.procs: list[CometProcess] = []
+        self.engine: AsyncEngine = make_engine(OrchestratorSettings(database_url=database_url))
+        self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.namespace)
+
+    def orchestrator(self, **extra: object) -> CometProcess:
+        env = process_env(self.common, reaper_interval_s="0.5", **extra)
+        proc = CometProcess(["orchestrator"], env, self.root / f"orchestrator-{len(self.procs)}.log").start()
+        self.procs.append(proc)
+        return proc
+
+    def worker(
+        self,
+        pool: str = "default",
+        *,
+        lease_s: float = 3.0,
+        drain_timeout_s: float = 300,
+        heartbeat_s: float = 0.5,
+        concurrency: int = 2,
+        **extra: object,
+    ) -> CometProcess:
+        env = process_env(
+            self.common,
+            lease_s=lease_s,
+            drain_timeout_s=drain_timeout_s,
+            heartbeat_s=heartbeat_s,
+            kill_grace_s="2",
+            workspace_dir=str(self.root / f"ws-{len(self.procs)}"),
+            **extra,
+        )
+        proc = CometProcess(
+            ["worker", "--pool", pool, "--concurrency", str(concurrency)],
+            env,
+            self.root / f"worker-{len(self.procs)}.log",
+        ).start()
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.log.name}\n{p.output()[-4000:]}" for p in self.procs)
+
+
+@pytest.fixture(scope="session")
+async def template_database(services_up: None) -> AsyncIterator[str]:
+    """A migrated database that clusters are copied from (CREATE DATABASE … TEMPLATE)."""
+    name = f"comet_tpl_{secrets.token_hex(4)}"
+    url = await create_database(name)
+    await asyncio.to_thread(upgrade, url)
+    yield name
+    await drop_database(name)
+
+
+@pytest.fixture
+async def cluster(
+    common_env: dict[str, Any], tmp_path: Path, template_database: str
+) -> AsyncIterator[Cluster]:
+    name = f"comet_cluster_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(asyncpg_dsn(BASE_DB_URL))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await conn.close()
+    c = Cluster(common_env, tmp_path, _with_database(BASE_DB_URL, name))
+    try:
+        yield c
+    finally:
+        await asyncio.to_thread(c.stop_all)
+        await c.engine.dispose()
+        await drop_database(name)
+
+
+async def until(check: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
+    """Poll `check()` (a coroutine function) until it returns something truthy; return that."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+    raise AssertionError(what)  # pragma: no cover - asyncio.timeout raises first
