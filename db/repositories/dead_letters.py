@@ -15,4 +15,4 @@ async def waiting_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
         .where(DeadLetter.redriven_at.is_(None))
         .group_by(DeadLetter.consumer, DeadLetter.kind)
     )
-    return {(consumer, kind): count for consumer, kind, count in rows.tuples()}
+    return {(row[0], row[1]): row[2] for row in rows}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,9 @@ class Cluster:
     def topics(self) -> Topics:
         return Topics(self.namespace)
 
-    def orchestrator(self, **extra: object) -> CometProcess:
-        env = process_env(self.common, reaper_interval_s="0.5", **extra)
+    def orchestrator(self, env: Mapping[str, object] | None = None) -> CometProcess:
+        """An orchestrator; `env` adds or overrides settings (lower-case names, no prefix)."""
+        env = process_env(self.common, reaper_interval_s="0.5", **(env or {}))
         proc = CometProcess(["orchestrator"], env, self.root / f"orchestrator-{len(self.procs)}.log").start()
         self.procs.append(proc)
         return proc
@@ -61,20 +62,20 @@ class Cluster:
         drain_timeout_s: float = 300,
         heartbeat_s: float = 0.5,
         concurrency: int = 2,
-        **extra: object,
+        env: Mapping[str, object] | None = None,
     ) -> CometProcess:
-        env = process_env(
+        settings = process_env(
             self.common,
             lease_s=lease_s,
             drain_timeout_s=drain_timeout_s,
             heartbeat_s=heartbeat_s,
             kill_grace_s="2",
             workspace_dir=str(self.root / f"ws-{len(self.procs)}"),
-            **extra,
+            **(env or {}),
         )
         proc = CometProcess(
             ["worker", "--pool", pool, "--concurrency", str(concurrency)],
-            env,
+            settings,
             self.root / f"worker-{len(self.procs)}.log",
         ).start()
         self.procs.append(proc)
@@ -99,22 +100,28 @@ async def template_database(services_up: None) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def cluster(
-    common_env: dict[str, Any], tmp_path: Path, template_database: str
-) -> AsyncIterator[Cluster]:
-    name = f"comet_cluster_{secrets.token_hex(4)}"
+async def own_database(template_database: str) -> AsyncIterator[str]:
+    """A migrated database of the test's own (no other test's relay or worker sees its rows)."""
+    name = f"comet_own_{secrets.token_hex(4)}"
     conn = await asyncpg.connect(asyncpg_dsn(BASE_DB_URL))
     try:
         await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     finally:
         await conn.close()
-    c = Cluster(common_env, tmp_path, _with_database(BASE_DB_URL, name))
+    try:
+        yield _with_database(BASE_DB_URL, name)
+    finally:
+        await drop_database(name)
+
+
+@pytest.fixture
+async def cluster(common_env: dict[str, Any], tmp_path: Path, own_database: str) -> AsyncIterator[Cluster]:
+    c = Cluster(common_env, tmp_path, own_database)
     try:
         yield c
     finally:
         await asyncio.to_thread(c.stop_all)
         await c.engine.dispose()
-        await drop_database(name)
 
 
 async def until(check: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:

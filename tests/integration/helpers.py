@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import LogChunk, Project, Run, Stage, StageAttempt
+from api.auth.passwords import hash_password
+from db.models import LogChunk, Membership, Project, Run, Stage, StageAttempt
+from db.repositories import users
 from db.repositories.runs import create_run
 from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
@@ -116,3 +120,15 @@ async def request_retry(
     async with sessions.begin() as session:
         envelope = new_envelope(RunRetryRequested(run_id=run_id), key=str(run_id))
         await add_events(session, [PendingEvent(topics.run_commands, envelope)])
+
+
+async def owner_headers(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], project_id: uuid.UUID
+) -> dict[str, str]:
+    """Log in as a new owner of the project; the Authorization header to send."""
+    email, password = f"owner-{secrets.token_hex(4)}@example.com", f"long password {secrets.token_hex(4)}"
+    async with sessions.begin() as session:
+        user = await users.create_user(session, email=email, password_hash=hash_password(password))
+        session.add(Membership(project_id=project_id, user_id=user.id, role="owner"))
+    login = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}

@@ -32,6 +32,10 @@ class CometProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, sig)

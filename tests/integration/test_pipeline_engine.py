@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from tests.integration.helpers import (
     add_project,
     attempts_of,
     log_of,
+    owner_headers,
     request_cancel,
     request_retry,
     stages_of,
@@ -29,12 +31,11 @@ from tests.integration.helpers import (
     summary,
     wait_for_run,
 )
-from tests.integration.test_webhooks import _owner_headers
 
 pytestmark = pytest.mark.integration
 
 
-async def _project(sessions: async_sessionmaker[AsyncSession], tmp_path: Path, definition: str) -> object:
+async def _project(sessions: async_sessionmaker[AsyncSession], tmp_path: Path, definition: str) -> uuid.UUID:
     repo, _ = make_repo(tmp_path / "repo", {".comet.yml": definition})
     return await add_project(sessions, str(repo))
 
@@ -52,7 +53,7 @@ stages:
     run: echo all legs done
 """
     project = await _project(sessions, tmp_path, definition)
-    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))  # type: ignore[arg-type]
+    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))
 
     assert run.status == "succeeded", run.failure_reason
     stages = await stages_of(sessions, run.id)
@@ -79,7 +80,7 @@ stages:
       echo "second try passes"
 """
     project = await _project(sessions, tmp_path, definition)
-    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))  # type: ignore[arg-type]
+    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))
 
     assert run.status == "succeeded"
     attempts = await attempts_of(sessions, run.id)
@@ -91,7 +92,7 @@ async def test_a_stage_past_its_timeout_is_killed_and_fails_as_a_timeout(
 ) -> None:
     definition = "stages:\n  hang:\n    timeout: 1s\n    run: sleep 30\n"
     project = await _project(sessions, tmp_path, definition)
-    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))  # type: ignore[arg-type]
+    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))
 
     assert run.status == "failed"
     stage = (await stages_of(sessions, run.id))["hang"]
@@ -125,7 +126,7 @@ stages:
 """
     project = await _project(sessions, tmp_path, definition)
     topics = Topics(namespace)
-    run_id = await start_run(sessions, topics, project)  # type: ignore[arg-type]
+    run_id = await start_run(sessions, topics, project)
     async with asyncio.timeout(60):
         while not pids.exists() or len(pids.read_text().split()) < 2:
             await asyncio.sleep(0.05)
@@ -158,7 +159,7 @@ stages:
 """
     project = await _project(sessions, tmp_path, definition)
     topics = Topics(namespace)
-    run = await wait_for_run(sessions, await start_run(sessions, topics, project))  # type: ignore[arg-type]
+    run = await wait_for_run(sessions, await start_run(sessions, topics, project))
     assert summary(await stages_of(sessions, run.id)) == {
         "build": "succeeded",
         "test": "failed",
@@ -188,11 +189,11 @@ stages:
 """
     project = await _project(sessions, tmp_path, definition)
     topics = Topics(namespace)
-    first = await start_run(sessions, topics, project)  # type: ignore[arg-type]
+    first = await start_run(sessions, topics, project)
     await wait_for_run(sessions, first, until=frozenset({RunStatus.QUEUED, RunStatus.RUNNING}))
-    second = await start_run(sessions, topics, project)  # type: ignore[arg-type]
+    second = await start_run(sessions, topics, project)
     await wait_for_run(sessions, second, until=frozenset({RunStatus.QUEUED}))
-    third = await start_run(sessions, topics, project)  # type: ignore[arg-type]
+    third = await start_run(sessions, topics, project)
 
     refused = await wait_for_run(sessions, third)
     one, two = await wait_for_run(sessions, first), await wait_for_run(sessions, second)
@@ -216,9 +217,9 @@ stages:
 """
     project = await _project(sessions, tmp_path, definition)
     topics = Topics(namespace)
-    older = await start_run(sessions, topics, project, variables={"DELAY": "60"})  # type: ignore[arg-type]
+    older = await start_run(sessions, topics, project, variables={"DELAY": "60"})
     await wait_for_run(sessions, older, until=frozenset({RunStatus.RUNNING}))
-    newer = await start_run(sessions, topics, project, variables={"DELAY": "0"})  # type: ignore[arg-type]
+    newer = await start_run(sessions, topics, project, variables={"DELAY": "0"})
 
     cancelled = await wait_for_run(sessions, older)
     done = await wait_for_run(sessions, newer)
@@ -243,9 +244,9 @@ stages:
 """
     project = await _project(sessions, tmp_path, definition)
     async with sessions.begin() as session:
-        await put_secret(session, SecretBox(TEST_SECRET_KEY), project, "DEPLOY_TOKEN", secret)  # type: ignore[arg-type]
+        await put_secret(session, SecretBox(TEST_SECRET_KEY), project, "DEPLOY_TOKEN", secret)
 
-    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))  # type: ignore[arg-type]
+    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))
 
     assert run.status == "succeeded", run.failure_reason
     attempt = (await attempts_of(sessions, run.id))[0]
@@ -263,7 +264,7 @@ async def test_a_retry_waits_out_its_backoff_before_the_next_attempt(
 ) -> None:
     definition = "stages:\n  flaky:\n    retry: {count: 1, backoff: 2s}\n    run: exit 1\n"
     project = await _project(sessions, tmp_path, definition)
-    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))  # type: ignore[arg-type]
+    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))
 
     assert run.status == "failed"
     first, second = await attempts_of(sessions, run.id)
@@ -289,14 +290,14 @@ stages:
     run: echo deployed
 """
     project = await _project(sessions, tmp_path, definition)
-    run_id = await start_run(sessions, Topics(namespace), project)  # type: ignore[arg-type]
+    run_id = await start_run(sessions, Topics(namespace), project)
     async with asyncio.timeout(60):
         while (await stages_of(sessions, run_id)).get("deploy") is None or (
             await stages_of(sessions, run_id)
         )["deploy"].status != "waiting_approval":
             await asyncio.sleep(0.05)
     assert (await wait_for_run(sessions, run_id, until=frozenset({RunStatus.RUNNING}))).status == "running"
-    owner = await _owner_headers(api_client, sessions, project)  # type: ignore[arg-type]
+    owner = await owner_headers(api_client, sessions, project)
 
     too_early = await api_client.post(f"/api/v1/runs/{run_id}/stages/build/approve", headers=owner)
     approved = await api_client.post(f"/api/v1/runs/{run_id}/stages/deploy/approve", headers=owner)

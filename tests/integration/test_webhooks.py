@@ -16,17 +16,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.auth.passwords import hash_password
 from api.webhooks.signatures import sign
 from config.settings import WorkerSettings
 from db.crypto import SecretBox
-from db.models import Membership, Project, Run, WebhookDelivery
-from db.repositories import users
+from db.models import Project, Run, WebhookDelivery
 from db.repositories.projects import add_webhook_secret
 from db.repositories.secrets import put_secret
 from schemas.states import RunStatus
 from tests.integration.conftest import TEST_SECRET_KEY, Platform, git, make_repo
-from tests.integration.helpers import add_project, stages_of, wait_for_run
+from tests.integration.helpers import add_project, owner_headers, stages_of, wait_for_run
 from workers.service import WorkerService
 
 pytestmark = pytest.mark.integration
@@ -348,7 +346,7 @@ async def test_redeliver_is_idempotent_unless_forced(
     repo = await _repo(sessions, tmp_path, "github")
     response = await post_github(api_client, repo, github_push(repo))
     row = await _wait_for_delivery_run(sessions, response.json()["id"])
-    owner = await _owner_headers(api_client, sessions, repo.project_id)
+    owner = await owner_headers(api_client, sessions, repo.project_id)
     url = f"/api/v1/projects/{repo.project_id}/webhooks/deliveries"
 
     listed = await api_client.get(url, headers=owner)
@@ -362,17 +360,6 @@ async def test_redeliver_is_idempotent_unless_forced(
     async with asyncio.timeout(60):
         while len(await runs_of(sessions, repo.project_id)) < 2:
             await asyncio.sleep(0.05)
-
-
-async def _owner_headers(
-    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], project_id: uuid.UUID
-) -> dict[str, str]:
-    email, password = f"owner-{secrets.token_hex(4)}@example.com", f"long password {secrets.token_hex(4)}"
-    async with sessions.begin() as session:
-        user = await users.create_user(session, email=email, password_hash=hash_password(password))
-        session.add(Membership(project_id=project_id, user_id=user.id, role="owner"))
-    login = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 async def test_a_fork_pull_request_gets_no_project_secrets(
