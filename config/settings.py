@@ -44,6 +44,10 @@ class CommonSettings(BaseSettings):
     # How long the group waits for a member that stopped heartbeating before giving its partitions
     # to the others (Kafka brokers accept 6 s to 300 s by default).
     kafka_session_timeout_s: float = Field(default=10.0, ge=1.0, le=1800.0)
+    # `comet orchestrator` / `comet worker`: serve /healthz, /readyz and /metrics on this port
+    # (off when unset; the API serves its own on COMET_API_PORT).
+    health_host: str = "127.0.0.1"
+    health_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("kafka_session_timeout_s", mode="before")
     @classmethod

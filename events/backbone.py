@@ -18,6 +18,7 @@ from config.settings import CommonSettings
 from db.engine import asyncpg_dsn, make_engine, make_sessionmaker
 from events.admin import TopicAdmin
 from events.faults import is_transient
+from events.health import HealthServer
 from events.probe import kafka_answers
 from events.producer import EventProducer
 from events.relay import OutboxRelay
@@ -38,6 +39,10 @@ class Backbone:
     producer: EventProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
     _relay_task: asyncio.Task[None] | None = field(init=False, default=None)
+    # What /readyz of an orchestrator or worker says (see `events/health.py`).
+    ready: bool = field(init=False, default=False)
+    status: str = field(init=False, default="starting")
+    _health: HealthServer | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -53,6 +58,9 @@ class Backbone:
     async def start(self, stop: asyncio.Event) -> bool:
         """Wait until Postgres and Kafka answer, then start the Kafka side. False when `stop` was
         set while waiting (the process should end)."""
+        if self.settings.health_port is not None and self._health is None:
+            self._health = HealthServer(self.settings.health_host, self.settings.health_port, self.readiness)
+            await self._health.start()
         delay = 0.5
         said = ""
         while not stop.is_set():
@@ -67,8 +75,10 @@ class Backbone:
                 else:
                     if said:
                         log.info("services reachable; starting", process=self.process)
+                    self.status = "services reachable"
                     return True
             line = f"waiting for {' and '.join(missing)}"
+            self.status = line
             if line != said:
                 log.warning(line, process=self.process, retry_every_s=5.0)
                 said = line
@@ -76,6 +86,13 @@ class Backbone:
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 5.0)
         return False
+
+    def readiness(self) -> tuple[bool, str]:
+        return self.ready, self.status
+
+    def mark_ready(self, status: str) -> None:
+        """The process is doing its work (its consumers joined their groups)."""
+        self.ready, self.status = True, status
 
     async def unreachable(self) -> list[str]:
         """The services that do not answer right now, each described for a log line."""
@@ -102,6 +119,10 @@ class Backbone:
         self.relay.wake()
 
     async def stop(self) -> None:
+        self.ready, self.status = False, "stopping"
+        if self._health is not None:
+            await self._health.stop()
+            self._health = None
         if self._relay_task is not None:
             self.relay.stop()
             with contextlib.suppress(Exception):

@@ -70,6 +70,10 @@ class OrchestratorService:
             on_commit=b.wake_relay,
         )
 
+    async def _ready_when_consuming(self) -> None:
+        await self.consumer.started.wait()
+        self.backbone.mark_ready("consuming")
+
     async def run(self, stop: asyncio.Event) -> None:
         if not await self.backbone.start(stop):
             await self.backbone.stop()
@@ -78,6 +82,7 @@ class OrchestratorService:
             asyncio.create_task(self.consumer.run(), name="orchestrator-consumer"),
             asyncio.create_task(self.reaper.run(), name="lease-reaper"),
         ]
+        readiness = asyncio.create_task(self._ready_when_consuming(), name="readiness")
         if self.reporter is not None and self.reporter_consumer is not None:
             tasks.append(asyncio.create_task(self.reporter_consumer.run(), name="status-consumer"))
             tasks.append(asyncio.create_task(self.reporter.run(), name="status-sender"))
@@ -85,6 +90,7 @@ class OrchestratorService:
         try:
             await stop.wait()
         finally:
+            readiness.cancel()
             self.consumer.stop()
             self.reaper.stop()
             if self.reporter is not None and self.reporter_consumer is not None:

@@ -225,6 +225,7 @@ class WorkerService:
             asyncio.create_task(self._heartbeats(), name="heartbeats"),
             asyncio.create_task(self._listen_cancels(), name="cancel-listener"),
             asyncio.create_task(self._sweep(), name="dispatch-sweep"),
+            asyncio.create_task(self._ready_when_consuming(), name="readiness"),
         ]
         log.info(
             "worker started",
@@ -246,6 +247,10 @@ class WorkerService:
                     await workers_repo.leave(session, self.worker_id)
             await b.stop()
             log.info("worker stopped", worker_id=self.worker_id)
+
+    async def _ready_when_consuming(self) -> None:
+        await self.consumer.started.wait()
+        self.backbone.mark_ready(f"consuming the dispatches of pool {self.settings.pool}")
 
     async def _register(self) -> None:
         async with self.backbone.sessions.begin() as session:

@@ -247,8 +247,9 @@ async def test_processes_started_before_postgres_and_kafka_wait_for_them_then_se
         "database_url": url.set(host="127.0.0.1", port=db_port).render_as_string(hide_password=False),
         "kafka_bootstrap_servers": f"127.0.0.1:{kafka_bootstrap_port}",
     }
+    health = free_port()
     orchestrator = cluster.orchestrator(via_proxies)
-    worker = cluster.worker(env=via_proxies)
+    worker = cluster.worker(env={**via_proxies, "health_port": health})
     try:
         for proc in (orchestrator, worker):
             said = await until(
@@ -260,6 +261,10 @@ async def test_processes_started_before_postgres_and_kafka_wait_for_them_then_se
         await asyncio.sleep(2)
         assert orchestrator.running, orchestrator.output()
         assert worker.running, worker.output()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{health}") as probe:
+            waiting = await probe.get("/readyz")
+            assert waiting.status_code == 503
+            assert f"waiting for PostgreSQL at 127.0.0.1:{db_port}" in waiting.json()["detail"]
 
         await database.start(db_port)
         await broker.start(kafka_bootstrap_port)
@@ -274,3 +279,7 @@ async def test_processes_started_before_postgres_and_kafka_wait_for_them_then_se
     assert run.status == "succeeded", cluster.logs()
     async with cluster.sessions() as session:
         assert (await session.scalars(select(Worker.pool))).all() == ["default"]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{health}") as probe:
+        ready = await probe.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "detail": "consuming the dispatches of pool default"}
