@@ -283,3 +283,19 @@ async def test_processes_started_before_postgres_and_kafka_wait_for_them_then_se
         ready = await probe.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "detail": "consuming the dispatches of pool default"}
+
+
+async def test_a_stages_times_are_its_attempts_times_on_the_worker(
+    platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
+) -> None:
+    repo, _ = make_repo(tmp_path / "repo", {".comet.yml": "stages:\n  a: {run: 'sleep 0.3'}\n"})
+    project = await add_project(sessions, str(repo))
+    run_id = await start_run(sessions, Topics(namespace), project)
+    run = await wait_for_run(sessions, run_id, timeout_s=60)
+
+    assert run.status == "succeeded"
+    stage = (await stages_of(sessions, run_id))["a"]
+    (attempt,) = await attempts_of(sessions, run_id)
+    assert stage.started_at == attempt.started_at
+    assert stage.finished_at == attempt.finished_at
+    assert run.started_at == attempt.started_at
