@@ -7,6 +7,10 @@ subprocesses on a fresh database, topic namespace, git repository, admin user an
         p.start_worker()
         run_id, sent_at = await p.trigger("fan-in")
 
+A process gets settings of its own as keyword arguments (`p.start_worker(instance_id="w-1")` →
+`COMET_INSTANCE_ID=w-1`); `p.restart(proc)` starts one that exited (killed, say) again with the
+same name, arguments and settings, as a supervisor would.
+
 The database (`comet_bench_<hex>`) is created and migrated here and dropped at the end, the
 namespace's topics are deleted, and every process started is stopped (SIGTERM, then SIGKILL)
 whatever happens, Ctrl-C included. Processes also get SIGTERM from the kernel if the bench
@@ -152,13 +156,15 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 @dataclass
 class CometProcess:
-    """One `comet …` subprocess; its output goes to `log`."""
+    """One `comet …` subprocess; its output goes to `log`. `settings` are the ones it was started
+    with beyond the platform's common ones (what `Platform.restart` starts it with again)."""
 
     name: str
     args: list[str]
     log: Path
     popen: subprocess.Popen[bytes]
     stopping: bool = False
+    settings: dict[str, object] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -332,9 +338,16 @@ class Platform:
                 cwd=self.root,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, no locks
             )
-        proc = CometProcess(name, list(args), log, popen)
+        proc = CometProcess(name, list(args), log, popen, settings=dict(extra))
         self.processes.append(proc)
         return proc
+
+    def restart(self, proc: CometProcess) -> CometProcess:
+        """Start `proc` again as a supervisor would once it has exited: the same name, arguments
+        and settings (an instance id included), its own directories reused. Refuses a live one."""
+        if proc.alive:
+            raise PlatformError(f"{proc.name} (pid {proc.pid}) is still running; stop or kill it first")
+        return self.start(proc.name, proc.args, **proc.settings)
 
     async def start_api(self, **extra: object) -> CometProcess:
         """`comet api` on a free port, with `extra` settings (`api_workers=2` → `COMET_API_WORKERS=2`);
@@ -365,17 +378,24 @@ class Platform:
         self.client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
         return proc
 
-    def start_orchestrator(self) -> CometProcess:
-        return self.start("orchestrator", ["orchestrator"], git_cache_dir=self.root / "git-orchestrator")
+    def start_orchestrator(self, **extra: object) -> CometProcess:
+        """`comet orchestrator` with `extra` settings (`instance_id="o-1"` → `COMET_INSTANCE_ID=o-1`)."""
+        return self.start(
+            "orchestrator", ["orchestrator"], **{"git_cache_dir": self.root / "git-orchestrator", **extra}
+        )
 
-    def start_worker(self, concurrency: int = 4) -> CometProcess:
-        n = sum(1 for p in self.processes if p.name.startswith("worker"))
+    def start_worker(self, concurrency: int = 4, **extra: object) -> CometProcess:
+        """`comet worker` number n (its own git cache and workspaces), with `extra` settings."""
+        n = len({p.name for p in self.processes if p.name.startswith("worker")})
         return self.start(
             f"worker{n}",
             ["worker", "--concurrency", str(concurrency)],
-            git_cache_dir=self.root / f"git-worker{n}",
-            workspace_dir=self.root / f"workspaces-{n}",
-            drain_timeout_s="10s",
+            **{
+                "git_cache_dir": self.root / f"git-worker{n}",
+                "workspace_dir": self.root / f"workspaces-{n}",
+                "drain_timeout_s": "10s",
+                **extra,
+            },
         )
 
     def check_alive(self) -> None:

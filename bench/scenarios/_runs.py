@@ -5,10 +5,11 @@ for runs by polling the database with one query for all of them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bench.platform import Platform, PlatformError
@@ -105,11 +106,17 @@ class OpenLoop:
 
 
 async def open_loop(
-    p: Platform, pipeline: str, rate_per_s: float, duration_s: float, *, max_in_flight: int = 100
+    p: Platform,
+    pipeline: str,
+    rate_per_s: float,
+    duration_s: float,
+    *,
+    max_in_flight: int = 100,
+    stop: asyncio.Event | None = None,
 ) -> OpenLoop:
     """Trigger at fixed intervals whether or not earlier triggers have been answered. A trigger
     due while `max_in_flight` requests are unanswered is skipped (and counted), so the load
-    stays bounded if the API stalls."""
+    stays bounded if the API stalls. Ends after `duration_s`, or earlier once `stop` is set."""
     result = OpenLoop()
     tasks: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
@@ -129,6 +136,8 @@ async def open_loop(
         delay = start + offset - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        if stop is not None and stop.is_set():
+            break
         if in_flight >= max_in_flight:
             result.skipped += 1
             continue
@@ -139,6 +148,42 @@ async def open_loop(
     for task in tasks:
         task.cancel()
     return result
+
+
+@dataclass
+class Stream:
+    """An open-loop load running in the background, from `streaming()` until `end()`."""
+
+    task: asyncio.Task[OpenLoop]
+    stop: asyncio.Event
+    started: float  # wall clock
+    ended: float = 0.0
+
+    async def end(self) -> OpenLoop:
+        """Stop triggering; what was sent once every request in flight is answered."""
+        self.stop.set()
+        self.ended = time.time()
+        return await self.task
+
+
+@contextlib.asynccontextmanager
+async def streaming(
+    p: Platform, pipeline: str, rate_per_s: float, *, cap_s: float = 600.0
+) -> AsyncIterator[Stream]:
+    """Trigger `pipeline` open-loop at `rate_per_s` in the background (for at most `cap_s`) while
+    the block runs; `end()` it to get what was sent. Left without `end()`, it is cancelled."""
+    stop = asyncio.Event()
+    stream = Stream(
+        asyncio.create_task(open_loop(p, pipeline, rate_per_s, cap_s, stop=stop)), stop, time.time()
+    )
+    try:
+        yield stream
+    finally:
+        if not stream.task.done():
+            stop.set()
+            stream.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await stream.task
 
 
 async def _wait(

@@ -4,11 +4,16 @@ and the benchmark repository."""
 from __future__ import annotations
 
 import subprocess
+import uuid
 from pathlib import Path
+from typing import cast
 
+import asyncpg
 import pytest
 
 from bench.platform import (
+    Platform,
+    PlatformError,
     Transactions,
     describe_problems,
     log_problems,
@@ -17,6 +22,7 @@ from bench.platform import (
     vm_rss_kib,
     with_database,
 )
+from config.settings import CommonSettings
 
 STATUS = """Name:\tcomet
 State:\tS (sleeping)
@@ -106,3 +112,58 @@ def test_make_repository_commits_one_pipeline_per_commit(tmp_path: Path) -> None
 
 def test_transactions_subtract_field_by_field() -> None:
     assert Transactions(120, 30) - Transactions(100, 10) == Transactions(20, 20)
+
+
+# -- restarting a process as a supervisor would ---------------------------------------------------
+
+
+def _platform(tmp_path: Path) -> Platform:
+    return Platform(
+        settings=CommonSettings(),
+        root=tmp_path,
+        database_url="postgresql+asyncpg://u:p@127.0.0.1:1/db",
+        namespace="ns1",
+        project_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        password="x",
+        shas={},
+        db=cast("asyncpg.Connection", None),
+        progress=lambda _: None,
+        common={"topic_namespace": "ns1"},
+    )
+
+
+def _environ(pid: int) -> dict[str, str]:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+
+
+def test_a_killed_process_restarts_with_its_name_arguments_and_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "comet"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr("bench.platform.COMET", fake)
+    p = _platform(tmp_path)
+    first = p.start_worker(3, instance_id="bench-worker-1")
+    try:
+        with pytest.raises(PlatformError, match="still running"):
+            p.restart(first)
+        first.kill()
+        again = p.restart(first)
+        try:
+            assert (again.name, again.args) == ("worker0", ["worker", "--concurrency", "3"])
+            assert again.pid != first.pid
+            assert again.alive
+            env = _environ(again.pid)
+            assert env["COMET_INSTANCE_ID"] == "bench-worker-1"
+            assert env["COMET_WORKSPACE_DIR"] == str(tmp_path / "workspaces-0")
+            assert env["COMET_TOPIC_NAMESPACE"] == "ns1"
+            # A restart is the same worker: the next one started is worker1, not worker2.
+            assert p.start_worker().name == "worker1"
+        finally:
+            for proc in p.processes:
+                proc.kill()
+    finally:
+        first.kill()

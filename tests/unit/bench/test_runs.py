@@ -3,17 +3,24 @@ database timestamps."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
+from typing import cast
 
 import pytest
 
+from bench.platform import Platform
 from bench.scenarios._runs import (
     BatchResult,
     OpenLoop,
     RunTimings,
     Triggered,
     median_steps,
+    open_loop,
     open_loop_offsets,
+    streaming,
 )
 
 
@@ -70,3 +77,48 @@ def test_median_steps_are_the_medians_of_consecutive_differences_in_ms() -> None
 
 def test_a_step_no_row_has_both_ends_of_is_none() -> None:
     assert median_steps([{"a": 1.0, "b": None}], ["a", "b"]) == [None]
+
+
+class _FakeApi:
+    """Answers every trigger at once, counting them."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def trigger(self, pipeline: str) -> tuple[uuid.UUID, float]:
+        self.calls += 1
+        return uuid.uuid4(), time.time()
+
+
+async def test_an_open_loop_ends_early_once_its_stop_event_is_set() -> None:
+    api = _FakeApi()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.25, stop.set)
+    started = time.monotonic()
+    result = await open_loop(cast("Platform", api), "one", 100.0, 30.0, stop=stop)
+    assert time.monotonic() - started < 2.0
+    assert 10 <= len(result.triggered) == api.calls <= 40
+    assert not result.errors
+
+
+async def test_a_stream_triggers_in_the_background_until_it_is_ended() -> None:
+    api = _FakeApi()
+    async with streaming(cast("Platform", api), "one", 100.0) as stream:
+        await asyncio.sleep(0.2)
+        sent = await stream.end()
+        calls = api.calls
+        await asyncio.sleep(0.1)
+    assert api.calls == calls == len(sent.triggered) >= 5
+    assert stream.started <= stream.ended
+
+
+async def test_a_stream_left_without_end_is_cancelled_with_the_block() -> None:
+    api = _FakeApi()
+    with contextlib.suppress(RuntimeError):
+        async with streaming(cast("Platform", api), "one", 100.0) as stream:
+            await asyncio.sleep(0.05)
+            raise RuntimeError("case failed")
+    assert stream.task.done()
+    calls = api.calls
+    await asyncio.sleep(0.1)
+    assert api.calls == calls
