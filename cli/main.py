@@ -154,6 +154,18 @@ def main() -> None:
     except OSError as exc:
         print(f"comet: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(1)
+    except Exception as exc:
+        # The last line of defence: one line for the person, the traceback only in a debug log.
+        import structlog
+
+        structlog.get_logger("comet").debug("stopped by an unexpected error", exc_info=exc)
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        print(
+            f"comet: unexpected error: {type(exc).__name__}: {first[:300]} "
+            "(COMET_LOG_LEVEL=debug logs the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ import contextlib
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from config.settings import CommonSettings
 from db.engine import asyncpg_dsn, make_engine, make_sessionmaker
+from db.schema_version import REQUIRED, database_revision, too_old
 from events.admin import TopicAdmin
 from events.faults import is_transient
 from events.health import HealthServer
@@ -98,12 +99,19 @@ class Backbone:
         """The services that do not answer right now, each described for a log line."""
         missing = []
         url = make_url(self.settings.database_url)
+        where = f"{url.host}:{url.port or 5432}/{url.database}"
         try:
             async with asyncio.timeout(3.0), self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+                revision = await database_revision(connection)
         except Exception as exc:
             reason = getattr(exc, "orig", None) or exc
-            missing.append(f"PostgreSQL at {url.host}:{url.port or 5432}/{url.database} ({reason})")
+            missing.append(f"PostgreSQL at {where} ({reason})")
+        else:
+            if too_old(revision):
+                missing.append(
+                    f"the database at {where} to be migrated (it is at {revision or 'no migration'}, "
+                    f"this Comet needs {REQUIRED}: run `comet migrate`)"
+                )
         if not await kafka_answers(self.settings.kafka_bootstrap_servers, timeout_s=3.0):
             missing.append(f"Kafka at {self.settings.kafka_bootstrap_servers}")
         return missing
