@@ -26,8 +26,8 @@ class TopicAdmin:
             return
         async with self._lock:
             admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=15000)
-            await admin.start()
             try:
+                await admin.start()  # inside the try: a client that failed to start is closed too
                 existing = set(await admin.list_topics())
                 to_create = [t for t in missing if t not in existing]
                 if to_create:

@@ -127,7 +127,13 @@ class EventConsumer:
             max_poll_interval_ms=300000,
         )
         consumer.subscribe(self._topics, listener=_Revocation(self))
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            # A consumer that failed to start still holds a client: close it or it leaks a
+            # connection on every retry through a broker outage.
+            await _close(consumer)
+            raise
         return consumer
 
     async def commit_pending(self) -> None:
@@ -166,8 +172,7 @@ class EventConsumer:
                     log.warning("consumer restarting (no progress despite lag)", consumer=self.name)
                 finally:
                     consumer, self._consumer = self._consumer, None
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(consumer.stop(), 10)
+                    await _close(consumer)
         finally:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -320,3 +325,14 @@ class EventConsumer:
 
 class _RestartError(Exception):
     pass
+
+
+async def _close(consumer: AIOKafkaConsumer) -> None:
+    """Stop the consumer; if that hangs (a broker that went away mid-request), close its client so
+    no connection is left open."""
+    try:
+        await asyncio.wait_for(consumer.stop(), 10)
+    except Exception as exc:
+        log.warning("consumer did not stop cleanly; closing its connections", error=repr(exc))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(consumer._client.close(), 2)

@@ -8,6 +8,7 @@ be stuck after one; the caller retries, and consumers' inboxes absorb any duplic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -74,7 +75,15 @@ class EventProducer:
         try:
             await asyncio.wait_for(producer.stop(), 5)
         except Exception:
-            log.warning("producer did not stop cleanly")
+            # stop() waits to flush, which never ends while the broker is down; once it has been
+            # cancelled it will not run again, so close what it would have closed.
+            log.warning("producer did not stop cleanly; closing its connections")
+            sender = getattr(producer, "_sender", None)
+            with contextlib.suppress(Exception):
+                if sender is not None:
+                    await asyncio.wait_for(sender.close(), 2)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.client.close(), 2)
 
     async def send_many(self, messages: Sequence[OutgoingMessage]) -> None:
         """Publish `messages` (in order per partition) and wait until all are acknowledged."""
