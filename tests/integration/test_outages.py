@@ -102,6 +102,7 @@ stages:
 """
 
 
+@pytest.mark.timeout(480)  # five broker restarts: each start of the JVM takes 5-15 s here
 async def test_every_run_finishes_through_five_broker_restarts_under_load(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -141,6 +142,7 @@ async def test_every_run_finishes_through_five_broker_restarts_under_load(
     assert letters == 0
 
 
+@pytest.mark.timeout(300)
 async def test_stages_that_finish_while_postgres_restarts_are_kept_as_their_first_attempt(
     cluster: Cluster, tmp_path: Path
 ) -> None:
