@@ -49,6 +49,16 @@ class FailureKind(StrEnum):
     INVALID_DEFINITION = "invalid_definition"
 
 
+class TestStatus(StrEnum):
+    """A test case's result, whatever framework reported it."""
+
+    __test__ = False  # not a pytest class
+    PASSED = "passed"
+    FAILED = "failed"
+    ERRORED = "errored"
+    SKIPPED = "skipped"
+
+
 RUN_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 STAGE_TERMINAL = frozenset(
     {StageStatus.SUCCEEDED, StageStatus.FAILED, StageStatus.CANCELLED, StageStatus.SKIPPED}

@@ -13,7 +13,15 @@ from db.models.projects import (
     WebhookSecret,
 )
 from db.models.runs import LogChunk, Run, Stage, StageAttempt, Worker
-from db.models.testing import CoverageReport, Deployment, TestCase, TestReport, TestSuite
+from db.models.testing import (
+    CoverageReport,
+    Deployment,
+    Schedule,
+    ScheduleTick,
+    TestCase,
+    TestQuarantine,
+    TestSuite,
+)
 from db.models.webhooks import CommitStatusReport, WebhookDelivery
 
 __all__ = [
@@ -36,10 +44,12 @@ __all__ = [
     "Project",
     "ProjectSecret",
     "Run",
+    "Schedule",
+    "ScheduleTick",
     "Stage",
     "StageAttempt",
     "TestCase",
-    "TestReport",
+    "TestQuarantine",
     "TestSuite",
     "User",
     "WebhookDelivery",

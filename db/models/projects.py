@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Float, ForeignKey, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -28,6 +28,9 @@ class Project(Base):
     provider_api_url: Mapped[str | None] = mapped_column(String(2000))
     provider_token_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     run_counter: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    # Quarantine a flaky test automatically once its flip rate on the default branch reaches this
+    # (0 < rate <= 1); null: only people quarantine.
+    auto_quarantine_flip_rate: Mapped[float | None] = mapped_column(Float)
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = created_at_column()

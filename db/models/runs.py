@@ -119,6 +119,12 @@ class StageAttempt(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     log_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     log_truncated: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # What the attempt's test reports said ({total, passed, failed, ...}; null: no reports
+    # asked for) and the reports that could not be read ([{file, reason}]).
+    test_summary: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    report_errors: Mapped[list[dict[str, str]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
     queued_at: Mapped[datetime] = created_at_column()
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
