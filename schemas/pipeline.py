@@ -35,6 +35,7 @@ from pydantic_core import ErrorDetails
 
 from schemas.durations import parse_duration
 from schemas.expressions import parse_expression
+from schemas.globs import check_glob
 from schemas.interpolation import check_template
 from schemas.triggers import (
     Globs,
@@ -48,6 +49,7 @@ from schemas.triggers import (
 
 __all__ = [
     "Concurrency",
+    "CoverageRule",
     "DefinitionError",
     "DefinitionProblem",
     "Matrix",
@@ -57,6 +59,7 @@ __all__ = [
     "Reports",
     "RetryPolicy",
     "Schedule",
+    "Split",
     "StageSpec",
     "Triggers",
     "check_needs",
@@ -66,6 +69,7 @@ __all__ = [
 
 MAX_DEFINITION_CHARS = 1_000_000
 MAX_MATRIX_LEGS = 256
+MAX_PARALLEL = 64
 MAX_PROBLEMS_SHOWN = 20  # the message is shown to people (and stored on the run); all are in .problems
 STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -147,8 +151,21 @@ class RetryPolicy(_Model):
 
 
 class Reports(_Model):
-    junit: Globs = []
-    coverage: str | None = Field(default=None, description="Cobertura XML or lcov file")
+    junit: Globs = Field(default=[], description="JUnit XML files (globs in the workspace)")
+    coverage: Globs = Field(default=[], description="Cobertura XML or lcov files (globs in the workspace)")
+
+
+class CoverageRule(_Model):
+    min: float = Field(ge=0, le=100, description="the stage fails below this line coverage (percent)")
+
+
+class Split(_Model):
+    """How the legs of `parallel: N` share the test files: every file matching `files` goes to
+    exactly one leg (listed in the file `$COMET_TEST_FILES`), balanced by the durations recorded
+    from earlier reports (`by: timings`), or by count."""
+
+    files: Annotated[str, AfterValidator(check_glob)] = Field(min_length=1)
+    by: Literal["timings", "count"] = "timings"
 
 
 class Matrix(BaseModel):
@@ -233,6 +250,11 @@ class StageSpec(_Model):
     allow_failure: bool = False
     type: Literal["build", "test", "deploy"] | None = None
     reports: Reports | None = None
+    coverage: CoverageRule | None = None
+    parallel: int | None = Field(
+        default=None, ge=1, le=MAX_PARALLEL, description="legs stage[1/N] … stage[N/N]"
+    )
+    split: Split | None = None
     environment: str | None = Field(default=None, min_length=1, description="records a Deployment")
     approval: bool = False
 
@@ -283,6 +305,15 @@ class PipelineDefinition(_Model):
                 problems.append((("stages", name), f"stage {name!r} has both run and steps; give one"))
             elif stage.run is None and stage.steps is None and not stage.approval:
                 problems.append((("stages", name), f"stage {name!r} has neither run nor steps"))
+            if stage.parallel is not None and stage.matrix is not None:
+                problems.append(
+                    (("stages", name, "parallel"), f"stage {name!r} has both matrix and parallel; give one")
+                )
+            if stage.split is not None and stage.parallel is None:
+                problems.append((("stages", name, "split"), f"stage {name!r} has split but no parallel: N"))
+            if stage.coverage is not None and not (stage.reports and stage.reports.coverage):
+                message = f"stage {name!r} has coverage.min but no reports.coverage to measure it"
+                problems.append((("stages", name, "coverage"), message))
             if stage.if_ is not None:
                 for need in sorted(parse_expression(stage.if_).needed_stages - set(stage.needs)):
                     message = f"needs.{need}.status: stage {need!r} is not in this stage's needs"

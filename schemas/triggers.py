@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from croniter import croniter
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from schemas.cron import ScheduleError, check_cron, check_timezone
 from schemas.globs import check_glob, glob_match_any
 
 PullRequestAction = Literal["opened", "synchronize", "reopened", "closed", "edited", "ready_for_review"]
@@ -52,14 +52,27 @@ class PullRequestFilter(_Model):
 
 
 def _check_cron(text: str) -> str:
-    # croniter also takes 6- and 7-field forms (seconds, years); the scheduler works in minutes.
-    if len(text.split()) != 5 or not croniter.is_valid(text):
-        raise ValueError(f"{text!r} is not a 5-field cron expression (minute hour day month weekday)")
-    return text
+    try:
+        return check_cron(text)
+    except ScheduleError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        check_timezone(name)
+    except ScheduleError as exc:
+        raise ValueError(exc.message) from None
+    return name
 
 
 class Schedule(_Model):
+    """`on.schedule` entry: fires exactly once per tick of `cron` in `timezone` (default UTC), a run
+    of `ref` (default: the project's default branch)."""
+
     cron: Annotated[str, AfterValidator(_check_cron)]
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+    ref: str | None = Field(default=None, min_length=1, max_length=500)
 
 
 class Triggers(_Model):

@@ -262,7 +262,7 @@ def test_yaml_anchors_under_x_keys_can_be_merged_into_stages() -> None:
         ),
         (
             "on:\n  schedule:\n    - cron: '61 3 * * *'\nstages:\n  a: {run: x}\n",
-            "line 3: on.schedule[0].cron: '61 3 * * *' is not a 5-field cron expression",
+            "line 3: on.schedule[0].cron: '61 3 * * *' is not a valid cron expression",
         ),
         (
             "on:\n  push:\n    branches: ['[z-a]']\nstages:\n  a: {run: x}\n",
@@ -409,3 +409,66 @@ def test_json_schema_uses_the_keys_users_write() -> None:
     assert "if" in stage["properties"]
     assert "if_" not in stage["properties"]
     assert stage["additionalProperties"] is False
+
+
+def test_test_stages_take_parallel_legs_a_split_coverage_minimum_and_report_globs() -> None:
+    definition = parse_definition(
+        """
+stages:
+  e2e:
+    type: test
+    parallel: 4
+    split: {files: "tests/e2e/**/test_*.py", by: timings}
+    run: pytest $(cat "$COMET_TEST_FILES")
+    reports: {junit: ["reports/*.xml"], coverage: coverage.xml}
+    coverage: {min: 80}
+"""
+    )
+    e2e = definition.stages["e2e"]
+    assert e2e.parallel == 4
+    assert e2e.split is not None
+    assert (e2e.split.files, e2e.split.by) == ("tests/e2e/**/test_*.py", "timings")
+    assert e2e.reports is not None
+    assert (e2e.reports.junit, e2e.reports.coverage) == (["reports/*.xml"], ["coverage.xml"])
+    assert e2e.coverage is not None
+    assert e2e.coverage.min == 80
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "stages:\n  a: {run: x, split: {files: 't/*.py'}}\n",
+            "line 2: stages.a.split: stage 'a' has split but no parallel: N",
+        ),
+        (
+            "stages:\n  a: {run: x, parallel: 2, matrix: {v: [1, 2]}}\n",
+            "line 2: stages.a.parallel: stage 'a' has both matrix and parallel; give one",
+        ),
+        (
+            "stages:\n  a: {run: x, coverage: {min: 80}}\n",
+            "line 2: stages.a.coverage: stage 'a' has coverage.min but no reports.coverage",
+        ),
+        ("stages:\n  a: {run: x, parallel: 0}\n", "line 2: stages.a.parallel: "),
+        (
+            "stages:\n  a: {run: x, coverage: {min: 101}, reports: {coverage: c.xml}}\n",
+            "stages.a.coverage.min",
+        ),
+        (
+            "on:\n  schedule:\n    - {cron: '0 3 * * *', timezone: Europe/Berln}\nstages:\n  a: {run: x}\n",
+            "on.schedule[0].timezone: 'Europe/Berln' is not an IANA time zone (did you mean 'Europe/Berlin'?)",
+        ),
+    ],
+)
+def test_test_stage_mistakes_name_the_line_and_field(text: str, message: str) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(text)
+    assert message in str(caught.value)
+
+
+def test_a_schedule_names_its_time_zone_and_ref() -> None:
+    definition = parse_definition(
+        "on:\n  schedule: [{cron: '@daily', timezone: Europe/Berlin, ref: release}]\nstages:\n  a: {run: x}\n"
+    )
+    (schedule,) = definition.on.schedule
+    assert (schedule.cron, schedule.timezone, schedule.ref) == ("0 0 * * *", "Europe/Berlin", "release")

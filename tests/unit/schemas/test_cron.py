@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from orchestrator.schedules import CronSchedule, ScheduleError, check_cron, due_tick, latest_tick, next_fire
+from schemas.cron import CronSchedule, ScheduleError, check_cron, due_tick, latest_tick, next_fire
 
 
 def utc(text: str) -> datetime:
