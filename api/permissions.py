@@ -34,6 +34,7 @@ class Action(StrEnum):
     RETRY = "retry"
     APPROVE_DEPLOYS = "approve_deploys"
     CONFIGURE = "configure"
+    MANAGE_TESTS = "manage_tests"
     MANAGE_MEMBERS = "manage_members"
     MANAGE_SECRETS = "manage_secrets"
     MANAGE_INTEGRATIONS = "manage_integrations"
@@ -71,6 +72,7 @@ PERMISSIONS: Mapping[Action, Rule] = {
     Action.RETRY: Rule(Role.DEVELOPER, Scope.TRIGGER, "retry runs"),
     Action.APPROVE_DEPLOYS: Rule(Role.MAINTAINER, Scope.ADMIN, "approve deployments"),
     Action.CONFIGURE: Rule(Role.MAINTAINER, Scope.ADMIN, "change the project's settings and test suites"),
+    Action.MANAGE_TESTS: Rule(Role.MAINTAINER, Scope.ADMIN, "quarantine and release tests"),
     Action.MANAGE_MEMBERS: Rule(Role.MAINTAINER, Scope.ADMIN, "manage members"),
     Action.MANAGE_SECRETS: Rule(Role.MAINTAINER, Scope.ADMIN, "manage secrets"),
     Action.MANAGE_INTEGRATIONS: Rule(Role.MAINTAINER, Scope.ADMIN, "manage integrations"),

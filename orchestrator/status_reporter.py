@@ -1,14 +1,16 @@
 """Reporting run states back to the Git host as commit statuses.
 
 A consumer of the run-status topic queues a report per run state change (deduplicated by the
-inbox); a sender delivers due reports with backoff. Failures are recorded on the report and never
-touch the run: a Git host being down cannot block or fail a pipeline.
+inbox), its description carrying the run's test summary when there is one; a sender delivers due
+reports with backoff. Failures are recorded on the report and never touch the run: a Git host
+being down cannot block or fail a pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import httpx
 import structlog
@@ -16,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.crypto import SecretBox
 from db.repositories import commit_statuses as reports
+from db.repositories import tests
 from events.consumer import Received
 from events.inbox import claim_new
-from orchestrator.commit_status import MAX_ATTEMPTS, auth_headers, backoff_s, status_request
+from orchestrator.commit_status import MAX_ATTEMPTS, auth_headers, backoff_s, describe, status_request
+from schemas.api.tests import ResultSummary
 from schemas.events import RunStatusChanged
 from schemas.states import RunStatus
 
@@ -65,7 +69,9 @@ class StatusReporter:
                     status=status,
                     context=f"comet/{target.pipeline}",
                     target_url=f"{self._public_url}/api/v1/runs/{change.run_id}",
-                    description=_describe(status, change.failure_reason),
+                    description=describe(
+                        status, change.failure_reason, await _tests_of(session, change.run_id)
+                    ),
                 )
                 await reports.enqueue(
                     session,
@@ -141,14 +147,6 @@ class StatusReporter:
         self._wake.set()
 
 
-def _describe(status: RunStatus, failure_reason: str | None) -> str:
-    words = {
-        RunStatus.REQUESTED: "Requested",
-        RunStatus.QUEUED: "Queued",
-        RunStatus.RUNNING: "Running",
-        RunStatus.SUCCEEDED: "Succeeded",
-        RunStatus.FAILED: "Failed",
-        RunStatus.CANCELLED: "Cancelled",
-    }
-    text = words[status]
-    return f"{text}: {failure_reason}" if failure_reason else text
+async def _tests_of(session: AsyncSession, run_id: uuid.UUID) -> ResultSummary | None:
+    """The run's test summary so far (its stages' current attempts), None without test reports."""
+    return ResultSummary.of_stored(r.summary for r in await tests.stage_results(session, run_id))

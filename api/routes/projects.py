@@ -45,6 +45,7 @@ def _out(access: ProjectAccess) -> ProjectOut:
         provider=p.provider,
         provider_repo=p.provider_repo,
         role=access.role,
+        auto_quarantine_flip_rate=p.auto_quarantine_flip_rate,
         created_at=p.created_at,
         updated_at=p.updated_at,
     )

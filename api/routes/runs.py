@@ -30,6 +30,7 @@ from api.idempotency import Idempotent
 from api.logstream import Follow, parse_last_event_id, stored_log
 from api.middleware import current_request_id
 from api.routes import API_PREFIX
+from api.routes.tests import run_results
 from db.models import Run
 from db.repositories import run_commands, run_views
 from db.repositories.errors import StateConflictError
@@ -48,6 +49,7 @@ from schemas.api.runs import (
     StageOut,
     normalise_ref,
 )
+from schemas.api.tests import ResultSummary
 from schemas.states import AttemptStatus, RunStatus, StageStatus
 
 router = APIRouter(prefix=API_PREFIX, tags=["runs"], dependencies=[JsonBody])
@@ -83,7 +85,7 @@ def _summary(run: Run) -> RunSummary:
     )
 
 
-def _stage(view: run_views.StageView) -> StageOut:
+def _stage(view: run_views.StageView, tests: ResultSummary | None = None) -> StageOut:
     s, current = view.stage, view.current
     return StageOut(
         name=s.name,
@@ -113,6 +115,7 @@ def _stage(view: run_views.StageView) -> StageOut:
             )
             for a in view.attempts
         ],
+        tests=tests,
     )
 
 
@@ -206,9 +209,13 @@ async def list_runs(
 async def get_run(access: RunAccessDep, session: SessionDep) -> RunOut:
     stages = await run_views.stages_of(session, access.run.id)
     dead = await run_views.dead_letters_of(session, access.run.id)
+    results = await run_results(session, access.run.id)
+    by_stage = {r.stage: r.summary for r in results.stages}
+    has_tests = any(r.summary is not None for r in results.stages)
     return RunOut(
         **_summary(access.run).model_dump(),
-        stages=[_stage(v) for v in stages],
+        stages=[_stage(v, by_stage.get(v.stage.name)) for v in stages],
+        tests=results.summary if has_tests else None,
         dead_letters=[
             RunDeadLetterOut(
                 id=d.id,

@@ -43,6 +43,8 @@ WEBHOOK_REPLAYED = "webhook.replayed"
 WEBHOOK_SECRET_ROTATED = "project.webhook_secret_rotated"
 INTEGRATION_SET = "project.integration_set"
 INTEGRATION_REMOVED = "project.integration_removed"
+TEST_QUARANTINED = "test.quarantined"
+TEST_RELEASED = "test.released"
 
 
 def _bound(name: str) -> str | None:

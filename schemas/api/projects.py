@@ -79,6 +79,14 @@ class ProjectUpdate(BaseModel):
     repo_url: str | None = Field(default=None, max_length=2000)
     default_branch: str | None = Field(default=None, max_length=255)
     provider_repo: str | None = Field(default=None, max_length=400)
+    auto_quarantine_flip_rate: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        strict=True,
+        description="Quarantine a test automatically once its flip rate on the default branch "
+        "reaches this fraction (0 < rate <= 1); null: only people quarantine.",
+    )
 
     @field_validator("repo_url")
     @classmethod
@@ -106,6 +114,9 @@ class ProjectOut(BaseModel):
     provider: str
     provider_repo: str | None
     role: Role = Field(description="Your role in this project (admins act as owner).")
+    auto_quarantine_flip_rate: float | None = Field(
+        default=None, description="The flip rate that quarantines a test automatically (null: off)."
+    )
     created_at: AwareDatetime
     updated_at: AwareDatetime
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from schemas.api.tests import ResultSummary
 from schemas.states import AttemptStatus, RunStatus, StageStatus
 
 MAX_VARIABLES = 100
@@ -137,6 +138,9 @@ class StageOut(BaseModel):
     started_at: AwareDatetime | None
     finished_at: AwareDatetime | None
     attempts: list[AttemptOut]
+    tests: ResultSummary | None = Field(
+        default=None, description="The current attempt's test summary (null: no test reports)."
+    )
 
 
 class RunSummary(BaseModel):
@@ -171,6 +175,11 @@ class RunDeadLetterOut(BaseModel):
 
 class RunOut(RunSummary):
     stages: list[StageOut]
+    tests: ResultSummary | None = Field(
+        default=None,
+        description="The test summary of the stages' current attempts, as `GET /runs/{id}/tests` "
+        "sums it (null: no stage has test reports).",
+    )
     dead_letters: list[RunDeadLetterOut] = Field(
         default_factory=list,
         description="Events of this run set aside as poison (a consumer kept failing on them), with "

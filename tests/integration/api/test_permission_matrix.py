@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.passwords import hash_password
 from api.permissions import PERMISSIONS, Action, Scope, allows, scope_needed, scoped_routes
-from db.models import LogChunk, Stage, StageAttempt, WebhookDelivery
+from db.models import LogChunk, Stage, StageAttempt, TestCase, WebhookDelivery
 from db.repositories import users
 from schemas.roles import Role
 
@@ -224,6 +224,44 @@ async def _delivery(world: World) -> dict[str, str]:
         return {"delivery_id": str(row.id)}
 
 
+async def _test_case(world: World) -> dict[str, str]:
+    """A fresh test's case in the run's `build` stage: its key."""
+    key = secrets.token_hex(10)
+    async with world.sessions.begin() as session:
+        attempt = (
+            await session.scalars(
+                select(StageAttempt).where(StageAttempt.run_id == uuid.UUID(world.run_id)).limit(1)
+            )
+        ).one()
+        session.add(
+            TestCase(
+                attempt_id=attempt.id,
+                project_id=uuid.UUID(world.project_id),
+                run_id=attempt.run_id,
+                stage_id=attempt.stage_id,
+                stage="build",
+                attempt=1,
+                ref="refs/heads/main",
+                sha=None,
+                key=key,
+                name=f"test_{key}",
+                classname="tests.test_matrix",
+                status="passed",
+                duration_s=0.1,
+            )
+        )
+    return {"key": key}
+
+
+async def _quarantined(world: World) -> dict[str, str]:
+    found = await _test_case(world)
+    response = await world.client.put(
+        f"/api/v1/projects/{world.project_id}/tests/quarantine/{found['key']}", headers=world.owner.headers
+    )
+    assert response.status_code == 201, response.text
+    return found
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -276,6 +314,19 @@ ENDPOINTS = [
         "POST", P + "/webhooks/deliveries/{delivery_id}/redeliver", Action.REPLAY, frozenset({202}), _delivery
     ),
     Endpoint("POST", P + "/webhooks/secret/rotate", Action.MANAGE_WEBHOOKS, frozenset({200})),
+    Endpoint("GET", P + "/tests/cases/{key}/history", Action.READ, frozenset({200}), _test_case),
+    Endpoint("GET", P + "/tests/flaky", Action.READ, frozenset({200})),
+    Endpoint("GET", P + "/tests/quarantine", Action.READ, frozenset({200})),
+    Endpoint(
+        "PUT",
+        P + "/tests/quarantine/{key}",
+        Action.MANAGE_TESTS,
+        frozenset({201}),
+        _test_case,
+        {"reason": "flaky on CI"},
+    ),
+    Endpoint("DELETE", P + "/tests/quarantine/{key}", Action.MANAGE_TESTS, frozenset({204}), _quarantined),
+    Endpoint("GET", P + "/coverage", Action.READ, frozenset({200})),
     Endpoint("GET", R, Action.READ, frozenset({200})),
     Endpoint("POST", R + "/cancel", Action.CANCEL, frozenset({202}), _fresh_run),
     Endpoint("POST", R + "/retry", Action.RETRY, frozenset({202}), _failed_run),
@@ -283,6 +334,9 @@ ENDPOINTS = [
     Endpoint("GET", R + "/events", Action.READ, frozenset({200})),
     Endpoint("GET", R + "/stages/{stage}/logs", Action.READ, frozenset({200})),
     Endpoint("GET", R + "/commit-statuses", Action.READ, frozenset({200})),
+    Endpoint("GET", R + "/tests", Action.READ, frozenset({200})),
+    Endpoint("GET", R + "/tests/cases", Action.READ, frozenset({200})),
+    Endpoint("GET", R + "/coverage", Action.READ, frozenset({200})),
 ]
 
 
@@ -356,7 +410,15 @@ async def test_another_projects_run_stage_log_and_events_are_404_like_missing_on
     )
     assert own.status_code == 201
     missing_run = str(uuid.uuid4())
-    for path in ("", "/events", "/stages/build/logs", "/commit-statuses"):
+    for path in (
+        "",
+        "/events",
+        "/stages/build/logs",
+        "/commit-statuses",
+        "/tests",
+        "/tests/cases",
+        "/coverage",
+    ):
         theirs = await world.client.get(f"/api/v1/runs/{world.run_id}{path}", headers=stranger.headers)
         nothing = await world.client.get(f"/api/v1/runs/{missing_run}{path}", headers=stranger.headers)
         assert theirs.status_code == nothing.status_code == 404
