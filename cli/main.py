@@ -119,6 +119,17 @@ def workers() -> None:
 
 
 @app.command()
+def schedules() -> None:
+    """Every schedule of every project with its next fire time."""
+    from cli.schedules import ScheduleListError, show
+
+    try:
+        show(_settings(CommonSettings, "cli"))
+    except ScheduleListError as exc:
+        raise CliError(str(exc)) from None
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of `.comet.yml` (for editors)."""
     import json

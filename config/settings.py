@@ -239,9 +239,21 @@ class OrchestratorSettings(CommonSettings):
     # After Postgres (re)starts, or the reaper reconnects to it, leases are not judged for this
     # long: workers' heartbeats (and results held through the outage) land first.
     reaper_outage_grace_s: float = Field(default=10.0, ge=0)
+    # Schedules: how often due ones are fired; how often every project's pipeline schedules are
+    # re-read from its default branch, and how soon a created or changed project's are.
+    scheduler_interval_s: float = Field(default=1.0, gt=0)
+    schedule_refresh_s: float = Field(default=300.0, gt=0)
+    schedule_scan_s: float = Field(default=5.0, gt=0)
     relay: bool = True
 
-    @field_validator("reaper_interval_s", "reaper_outage_grace_s", mode="before")
+    @field_validator(
+        "reaper_interval_s",
+        "reaper_outage_grace_s",
+        "scheduler_interval_s",
+        "schedule_refresh_s",
+        "schedule_scan_s",
+        mode="before",
+    )
     @classmethod
     def _duration(cls, value: object) -> float:
         return _seconds(value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +39,7 @@ from orchestrator.model import (
     RunState,
 )
 from orchestrator.planning import DefinitionReader, plan_run
+from orchestrator.selection import apply_selection, selection_from_trigger
 from orchestrator.status_events import status_changes
 from orchestrator.webhooks import DeliveryPlan, apply_delivery, plan_delivery
 from schemas.events import (
@@ -56,6 +57,10 @@ from schemas.ids import uuid7
 from workers.git import MirrorCache
 
 log = structlog.get_logger(__name__)
+
+# Called after a run of a project's default branch was planned: (project, repo, ref, sha). The
+# pipeline schedules follow the default branch's `.comet.yml` (orchestrator/pipeline_schedules.py).
+DefaultBranchPlanned = Callable[[uuid.UUID, str, str, str], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -104,8 +109,10 @@ class RunEngine:
         *,
         on_commit: Callable[[], None] = lambda: None,
         untrusted_pool: str = "untrusted",
+        on_default_branch_planned: DefaultBranchPlanned | None = None,
     ) -> None:
         self._untrusted_pool = untrusted_pool
+        self._on_default_branch_planned = on_default_branch_planned
         self._sessions = sessions
         self._topics = topics
         self._definitions = DefinitionReader(git)
@@ -301,15 +308,18 @@ class RunEngine:
         payloads = [RunRequested.model_validate(e.payload) for e in requests]
         async with self._sessions() as session:
             rows = await session.execute(
-                select(Project.id, Project.repo_url).where(Project.id.in_({p.project_id for p in payloads}))
+                select(Project.id, Project.repo_url, Project.default_branch).where(
+                    Project.id.in_({p.project_id for p in payloads})
+                )
             )
             repos = {row.id: row.repo_url for row in rows}
+            default_refs = {row.id: f"refs/heads/{row.default_branch}" for row in rows}
         planned: dict[uuid.UUID, Input] = {}
         for envelope, payload in zip(requests, payloads, strict=True):
             repo_url = repos.get(payload.project_id)
             if repo_url is None:
                 continue
-            planned[envelope.event_id] = await plan_run(
+            plan = await plan_run(
                 self._definitions,
                 repo_url=repo_url,
                 ref=payload.ref,
@@ -318,6 +328,15 @@ class RunEngine:
                 variables=payload.variables,
                 pool_override=self._untrusted_pool if payload.trigger.get("fork") else None,
             )
+            # A test suite's run holds only its stages and what they need.
+            planned[envelope.event_id] = apply_selection(plan, selection_from_trigger(payload.trigger))
+            hook = self._on_default_branch_planned
+            if (
+                hook is not None
+                and isinstance(plan, Planned)
+                and payload.ref == default_refs[payload.project_id]
+            ):
+                await hook(payload.project_id, repo_url, payload.ref, plan.sha)
         return planned
 
     @staticmethod

@@ -1,5 +1,6 @@
 """`comet orchestrator`: consumes webhook, run-command and stage-result topics in one consumer
-group (instances share partitions), runs the lease reaper and an outbox relay."""
+group (instances share partitions), runs the lease reaper, the scheduler (fires due schedules)
+with the pipeline-schedule sync, and an outbox relay."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from events.backbone import Backbone
 from events.consumer import EventConsumer
 from events.deadletters import DeadLetterSink
 from orchestrator.handlers import RunEngine
+from orchestrator.pipeline_schedules import PipelineScheduleSync
 from orchestrator.reaper import LeaseReaper
+from orchestrator.scheduler import Scheduler
 from orchestrator.status_reporter import StatusReporter
 from workers.git import MirrorCache
 
@@ -26,12 +29,20 @@ class OrchestratorService:
         self.settings = settings
         self.backbone = Backbone(settings, "orchestrator", relay_enabled=settings.relay)
         b = self.backbone
+        git = MirrorCache(Path(settings.git_cache_dir))
+        self.schedule_sync = PipelineScheduleSync(
+            b.sessions, git, refresh_s=settings.schedule_refresh_s, scan_s=settings.schedule_scan_s
+        )
         self.engine = RunEngine(
             b.sessions,
             b.topics,
-            MirrorCache(Path(settings.git_cache_dir)),
+            git,
             on_commit=b.wake_relay,
             untrusted_pool=settings.untrusted_pool,
+            on_default_branch_planned=self.schedule_sync.default_branch_planned,
+        )
+        self.scheduler = Scheduler(
+            b.sessions, b.topics, interval_s=settings.scheduler_interval_s, on_commit=b.wake_relay
         )
         self.consumer = EventConsumer(
             name="orchestrator",
@@ -81,6 +92,8 @@ class OrchestratorService:
         tasks = [
             asyncio.create_task(self.consumer.run(), name="orchestrator-consumer"),
             asyncio.create_task(self.reaper.run(), name="lease-reaper"),
+            asyncio.create_task(self.scheduler.run(), name="scheduler"),
+            asyncio.create_task(self.schedule_sync.run(), name="pipeline-schedules"),
         ]
         readiness = asyncio.create_task(self._ready_when_consuming(), name="readiness")
         if self.reporter is not None and self.reporter_consumer is not None:
@@ -93,6 +106,8 @@ class OrchestratorService:
             readiness.cancel()
             self.consumer.stop()
             self.reaper.stop()
+            self.scheduler.stop()
+            self.schedule_sync.stop()
             if self.reporter is not None and self.reporter_consumer is not None:
                 self.reporter_consumer.stop()
                 self.reporter.stop()

@@ -161,6 +161,8 @@ CREATING_POSTS = {
     "/api/v1/users",
     "/api/v1/tokens",
     "/api/v1/projects/{project_id}/integrations",
+    "/api/v1/projects/{project_id}/test-suites",
+    "/api/v1/projects/{project_id}/test-suites/{suite_id}/runs",
 }
 
 
