@@ -262,6 +262,16 @@ async def _quarantined(world: World) -> dict[str, str]:
     return found
 
 
+async def _suite(world: World) -> dict[str, str]:
+    response = await world.client.post(
+        f"/api/v1/projects/{world.project_id}/test-suites",
+        json={"name": f"suite {secrets.token_hex(4)}", "stages": ["build"]},
+        headers=world.owner.headers,
+    )
+    assert response.status_code == 201, response.text
+    return {"suite_id": str(response.json()["id"])}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -327,6 +337,22 @@ ENDPOINTS = [
     ),
     Endpoint("DELETE", P + "/tests/quarantine/{key}", Action.MANAGE_TESTS, frozenset({204}), _quarantined),
     Endpoint("GET", P + "/coverage", Action.READ, frozenset({200})),
+    Endpoint("GET", P + "/schedules", Action.READ, frozenset({200})),
+    Endpoint("GET", P + "/test-suites", Action.READ, frozenset({200})),
+    Endpoint(
+        "POST",
+        P + "/test-suites",
+        Action.CONFIGURE,
+        frozenset({201}),
+        _fresh_project,
+        {"name": "nightly", "stages": ["build"], "schedule": {"cron": "0 3 * * *"}},
+    ),
+    Endpoint("GET", P + "/test-suites/{suite_id}", Action.READ, frozenset({200}), _suite),
+    Endpoint(
+        "PATCH", P + "/test-suites/{suite_id}", Action.CONFIGURE, frozenset({200}), _suite, {"stages": ["b*"]}
+    ),
+    Endpoint("DELETE", P + "/test-suites/{suite_id}", Action.CONFIGURE, frozenset({204}), _suite),
+    Endpoint("POST", P + "/test-suites/{suite_id}/runs", Action.TRIGGER, frozenset({202}), _suite),
     Endpoint("GET", R, Action.READ, frozenset({200})),
     Endpoint("POST", R + "/cancel", Action.CANCEL, frozenset({202}), _fresh_run),
     Endpoint("POST", R + "/retry", Action.RETRY, frozenset({202}), _failed_run),
