@@ -62,7 +62,7 @@ def _tests(n: int) -> str:
     return f"{n:,} test" if n == 1 else f"{n:,} tests"
 
 
-def tests_text(summary: ResultSummary | None) -> str | None:
+def describe_tests(summary: ResultSummary | None) -> str | None:
     """The test summary in a few words: "3 failed, 1 flaky, 2 quarantined of 1,204 tests", or
     "all 1,204 tests passed" / "1,200 passed, 4 skipped of 1,204 tests" when nothing went wrong;
     None without a summary or tests."""
@@ -91,7 +91,7 @@ def describe(status: RunStatus, failure_reason: str | None = None, tests: Result
     """A commit status description of at most `MAX_DESCRIPTION` characters: the run's state, why it
     failed, and its test summary. The reason is shortened first, so the test summary survives."""
     head = _WORDS[status]
-    counts = tests_text(tests)
+    counts = describe_tests(tests)
     tail = f" — {counts}" if counts else ""
     if failure_reason:
         reason = " ".join(failure_reason.split())

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, and_, delete, func, literal, literal_column, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -136,17 +136,20 @@ class HistoryEntry:
 
 
 def history_statement(project_id: uuid.UUID, key: str, *, limit: int, before_id: int | None = None) -> Any:
-    """Newest first along `ix_test_cases_history (project_id, key, id)`: an index range read
-    backwards that stops after `limit` rows, each joined to its run by primary key."""
-    stmt = (
+    """Newest first: the page's ids come from `ix_test_cases_history (project_id, key, id)` read
+    backwards and stopped after `limit` entries (whatever the test's history length), then only
+    those cases are read and joined to their runs."""
+    ids = select(TestCase.id).where(TestCase.project_id == project_id, TestCase.key == key)
+    if before_id is not None:
+        ids = ids.where(TestCase.id < before_id)
+    page = ids.order_by(TestCase.id.desc()).limit(limit).subquery()
+    return (
         select(TestCase, Run.number)
         .options(defer(TestCase.output))
+        .join(page, page.c.id == TestCase.id)
         .join(Run, Run.id == TestCase.run_id)
-        .where(TestCase.project_id == project_id, TestCase.key == key)
+        .order_by(TestCase.id.desc())
     )
-    if before_id is not None:
-        stmt = stmt.where(TestCase.id < before_id)
-    return stmt.order_by(TestCase.id.desc()).limit(limit)
 
 
 async def case_history(
@@ -241,7 +244,7 @@ async def identities(
     rows = await session.execute(
         select(TestCase.key, TestCase.name, TestCase.classname, TestCase.file)
         .where(TestCase.project_id == project_id, TestCase.key.in_(list(keys)))
-        .distinct(TestCase.key)
+        .ext(distinct_on(TestCase.key))
         .order_by(TestCase.key, TestCase.id.desc())
     )
     return {key: CaseIdentity(name, classname, file) for key, name, classname, file in rows.all()}

@@ -1,10 +1,18 @@
-"""Commit status requests as each host documents them."""
+"""Commit status requests as each host documents them, and the description they carry."""
 
 from __future__ import annotations
 
 import pytest
 
-from orchestrator.commit_status import auth_headers, backoff_s, status_request
+from orchestrator.commit_status import (
+    MAX_DESCRIPTION,
+    auth_headers,
+    backoff_s,
+    describe,
+    describe_tests,
+    status_request,
+)
+from schemas.api.tests import ResultSummary
 from schemas.states import RunStatus
 
 SHA = "7638417db6d59f3c431d3e1f261cc637155684cd"
@@ -102,3 +110,53 @@ def test_an_unknown_provider_gets_no_request() -> None:
             target_url="u",
             description="d",
         )
+
+
+def _summary(**counts: int) -> ResultSummary:
+    return ResultSummary(**counts)
+
+
+@pytest.mark.parametrize(
+    ("counts", "text"),
+    [
+        (
+            {"total": 1204, "passed": 1198, "failed": 3, "flaky": 1, "quarantined": 2, "skipped": 3},
+            "3 failed, 1 flaky, 2 quarantined of 1,204 tests",
+        ),
+        ({"total": 10, "passed": 8, "failed": 1, "errored": 1}, "1 failed, 1 errored of 10 tests"),
+        ({"total": 1, "failed": 1}, "1 failed of 1 test"),
+        ({"total": 1204, "passed": 1204}, "all 1,204 tests passed"),
+        ({"total": 1, "passed": 1}, "1 test passed"),
+        ({"total": 12, "passed": 10, "skipped": 2}, "10 passed, 2 skipped of 12 tests"),
+        ({"total": 3, "passed": 3, "flaky": 1}, "1 flaky of 3 tests"),
+        ({"total": 0}, None),
+    ],
+)
+def test_the_test_summary_in_a_few_words(counts: dict[str, int], text: str | None) -> None:
+    assert describe_tests(_summary(**counts)) == text
+
+
+def test_no_summary_no_words() -> None:
+    assert describe_tests(None) is None
+
+
+def test_a_description_says_the_state_why_and_the_tests() -> None:
+    tests = _summary(total=1204, passed=1200, failed=3, quarantined=1)
+    assert describe(RunStatus.RUNNING) == "Running"
+    assert (
+        describe(RunStatus.SUCCEEDED, None, _summary(total=5, passed=5)) == "Succeeded — all 5 tests passed"
+    )
+    assert describe(RunStatus.FAILED, "stage 'unit' failed (exit code 1)", tests) == (
+        "Failed: stage 'unit' failed (exit code 1) — 3 failed, 1 quarantined of 1,204 tests"
+    )
+    assert describe(RunStatus.FAILED, "stage 'unit' failed") == "Failed: stage 'unit' failed"
+    assert describe(RunStatus.CANCELLED, None, _summary(total=0)) == "Cancelled"
+
+
+def test_a_long_reason_is_shortened_so_the_test_summary_survives() -> None:
+    tests = _summary(total=1204, failed=3, flaky=1, quarantined=2)
+    text = describe(RunStatus.FAILED, "x " * 200, tests)
+    assert len(text) == MAX_DESCRIPTION
+    assert text.startswith("Failed: x x")
+    assert text.endswith("… — 3 failed, 1 flaky, 2 quarantined of 1,204 tests")
+    assert len(describe(RunStatus.FAILED, "y" * 500)) == MAX_DESCRIPTION
