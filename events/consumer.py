@@ -225,6 +225,9 @@ class EventConsumer:
                     transient=transient,
                     failures=failures,
                     retry_in_s=backoff,
+                    # A failure that is not the infrastructure's is a bug meeting an event: its
+                    # traceback, once, is what the person fixing it needs.
+                    exc_info=exc if failures == 1 else None,
                 )
                 for tp, recs in batches.items():
                     done = self._done.get(tp, -1)

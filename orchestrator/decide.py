@@ -98,7 +98,13 @@ def _set_stage(stage: StageState, status: StageStatus, now: datetime, **changes:
     elif status in STAGE_TERMINAL:
         stamps = {"finished_at": now}
     elif status is StageStatus.PENDING:
-        stamps = {"finished_at": None, "exit_code": None, "failure_kind": None, "failure_reason": None}
+        stamps = {
+            "finished_at": None,
+            "exit_code": None,
+            "failure_kind": None,
+            "failure_reason": None,
+            "note": None,
+        }
     return dataclasses.replace(stage, status=status, **stamps, **changes)  # type: ignore[arg-type]
 
 
@@ -203,19 +209,21 @@ def _attempt_finished(state: RunState, event: AttemptFinishedInput, now: datetim
         state = _start(state, stage, event.started_at or event.finished_at or now)
         stage = state.stages[event.stage]
     at = event.finished_at or now
+    verdict = _verdict(stage, event)
     result = {
         "exit_code": event.exit_code,
-        "failure_kind": event.failure_kind,
-        "failure_reason": event.failure_reason,
+        "failure_kind": verdict.failure_kind,
+        "failure_reason": verdict.failure_reason,
+        "note": verdict.note,
     }
     commands: list[Command] = []
-    if event.status == AttemptStatus.SUCCEEDED:
+    if verdict.status == AttemptStatus.SUCCEEDED:
         updated = _set_stage(stage, StageStatus.SUCCEEDED, at, **result)
-    elif event.status == AttemptStatus.CANCELLED or state.cancel_requested_at is not None:
+    elif verdict.status == AttemptStatus.CANCELLED or state.cancel_requested_at is not None:
         updated = _set_stage(stage, StageStatus.CANCELLED, at, **result)
     elif (
         stage.attempt <= stage.retry_count
-        and (event.failure_kind or FailureKind.SCRIPT_FAILURE) in stage.retry_when
+        and (verdict.failure_kind or FailureKind.SCRIPT_FAILURE) in stage.retry_when
         and state.status not in RUN_TERMINAL
     ):
         updated, dispatch = _queue(dataclasses.replace(stage, **result), now)  # type: ignore[arg-type]
@@ -224,7 +232,46 @@ def _attempt_finished(state: RunState, event: AttemptFinishedInput, now: datetim
         updated = _set_stage(stage, StageStatus.FAILED, at, **result)
     new = _with_stage(state, updated)
     decision = _advance(new, now)
-    return Decision(decision.state, (*commands, *decision.commands), decision.note)
+    note = f"stage {stage.name}: {verdict.note}" if verdict.note else decision.note
+    return Decision(decision.state, (*commands, *decision.commands), note)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Verdict:
+    status: str
+    failure_kind: str | None
+    failure_reason: str | None
+    note: str | None = None
+
+
+def _verdict(stage: StageState, event: AttemptFinishedInput) -> _Verdict:
+    """How an attempt's result counts for its stage once its tests and coverage are weighed:
+    a script that failed only because of quarantined tests succeeds (with a note saying so); a
+    success below `coverage.min` fails with the reason."""
+    verdict = _Verdict(event.status, event.failure_kind, event.failure_reason)
+    tests = event.tests
+    if (
+        event.status == AttemptStatus.FAILED
+        and (event.failure_kind or FailureKind.SCRIPT_FAILURE) == FailureKind.SCRIPT_FAILURE
+        and tests is not None
+        and tests.failed > 0
+        and tests.quarantined == tests.failed
+        and tests.report_errors == 0
+    ):
+        plural = "test is" if tests.failed == 1 else f"{tests.failed} tests are"
+        note = (
+            f"succeeded although its script failed (exit {event.exit_code}): the failing {plural} quarantined"
+        )
+        verdict = _Verdict(AttemptStatus.SUCCEEDED, None, None, note)
+    minimum = stage.coverage_min
+    if verdict.status == AttemptStatus.SUCCEEDED and minimum is not None:
+        if event.line_rate is None:
+            reason = f"coverage.min is {minimum:g} % but no line coverage was measured (see reports.coverage)"
+            return _Verdict(AttemptStatus.FAILED, FailureKind.COVERAGE, reason, verdict.note)
+        if event.line_rate * 100 < minimum - 1e-9:
+            reason = f"line coverage {event.line_rate * 100:.2f} % is below the minimum of {minimum:g} %"
+            return _Verdict(AttemptStatus.FAILED, FailureKind.COVERAGE, reason, verdict.note)
+    return verdict
 
 
 def _cancel(state: RunState, event: CancelRequested, now: datetime) -> Decision:

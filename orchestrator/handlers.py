@@ -5,6 +5,7 @@ transaction together with the inbox entries of the events applied."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.models import Project
 from db.repositories import concurrency as concurrency_repo
 from db.repositories import run_state
+from db.repositories.test_timings import recorded_durations
 from db.repositories.webhooks import get_delivery
 from events.consumer import Received
 from events.envelope import Envelope, new_envelope
@@ -37,6 +39,7 @@ from orchestrator.model import (
     Planned,
     RetryRequested,
     RunState,
+    TestOutcome,
 )
 from orchestrator.planning import DefinitionReader, plan_run
 from orchestrator.selection import apply_selection, selection_from_trigger
@@ -307,11 +310,13 @@ class RunEngine:
             return {}
         payloads = [RunRequested.model_validate(e.payload) for e in requests]
         async with self._sessions() as session:
-            rows = await session.execute(
-                select(Project.id, Project.repo_url, Project.default_branch).where(
-                    Project.id.in_({p.project_id for p in payloads})
+            rows = (
+                await session.execute(
+                    select(Project.id, Project.repo_url, Project.default_branch).where(
+                        Project.id.in_({p.project_id for p in payloads})
+                    )
                 )
-            )
+            ).all()
             repos = {row.id: row.repo_url for row in rows}
             default_refs = {row.id: f"refs/heads/{row.default_branch}" for row in rows}
         planned: dict[uuid.UUID, Input] = {}
@@ -327,6 +332,7 @@ class RunEngine:
                 event=str(payload.trigger.get("event") or payload.trigger.get("kind") or "api"),
                 variables=payload.variables,
                 pool_override=self._untrusted_pool if payload.trigger.get("fork") else None,
+                durations=functools.partial(self._durations, payload.project_id),
             )
             # A test suite's run holds only its stages and what they need.
             planned[envelope.event_id] = apply_selection(plan, selection_from_trigger(payload.trigger))
@@ -338,6 +344,10 @@ class RunEngine:
             ):
                 await hook(payload.project_id, repo_url, payload.ref, plan.sha)
         return planned
+
+    async def _durations(self, project_id: uuid.UUID, stage: str) -> list[tuple[str | None, str, float]]:
+        async with self._sessions() as session:
+            return await recorded_durations(session, project_id, stage)
 
     @staticmethod
     def _to_input(envelope: Envelope, planned: dict[uuid.UUID, Input]) -> tuple[uuid.UUID, Input] | None:
@@ -360,6 +370,14 @@ class RunEngine:
                     payload.failure_reason,
                     started_at=payload.started_at,
                     finished_at=payload.finished_at,
+                    tests=None
+                    if payload.tests is None
+                    else TestOutcome(
+                        failed=payload.tests.failed + payload.tests.errored,
+                        quarantined=payload.tests.quarantined,
+                        report_errors=payload.report_errors,
+                    ),
+                    line_rate=payload.line_rate,
                 )
             case RunCancelRequested():
                 return payload.run_id, CancelRequested(payload.reason)

@@ -23,6 +23,7 @@ class StageState:
     exit_code: int | None = None
     failure_kind: str | None = None
     failure_reason: str | None = None
+    note: str | None = None
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -40,6 +41,11 @@ class StageState:
     @property
     def retry_backoff_s(self) -> float:
         return float(self.spec.get("retry", {}).get("backoff_s", 0.0))
+
+    @property
+    def coverage_min(self) -> float | None:
+        value = self.spec.get("coverage_min")
+        return None if value is None else float(value)
 
     @property
     def retry_when(self) -> tuple[str, ...]:
@@ -112,6 +118,19 @@ class AttemptFinishedInput:
     # run may be published out of order): `started_at` then stands in for the missing start.
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # What its test reports said (None: the stage asked for none) and its coverage.
+    tests: TestOutcome | None = None
+    line_rate: float | None = None  # 0..1; None: nothing measured
+
+
+@dataclass(frozen=True, slots=True)
+class TestOutcome:
+    """The part of an attempt's test reports that decides its verdict."""
+
+    __test__ = False  # not a pytest class
+    failed: int = 0  # failed + errored cases
+    quarantined: int = 0  # of those, quarantined
+    report_errors: int = 0  # reports that could not be read
 
 
 @dataclass(frozen=True, slots=True)

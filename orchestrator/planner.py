@@ -1,8 +1,11 @@
 """The planner: a validated pipeline definition becomes the flat, ordered list of stages of a run.
 
-Pure: no I/O. Matrix stages expand into one planned stage per leg, named `base[key=value,...]`;
-a need on a matrix stage becomes a need on every one of its legs (fan-in). Each planned stage
-carries a JSON-serialisable `spec`, which is all a worker and `decide` need to know about it.
+Pure: no I/O. Matrix stages expand into one planned stage per leg, named `base[key=value,...]`,
+and `parallel: N` stages into `base[1/N]` … `base[N/N]` (each with `node: {index, total}` in its
+spec); a need on such a stage becomes a need on every one of its legs (fan-in). Each planned
+stage carries a JSON-serialisable `spec`, which is all a worker and `decide` need to know about
+it. Which test files each leg of a `split` runs is decided later, by the planning shell, which
+can read the commit's files and the recorded durations (`orchestrator/split.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.split import leg_names
 from schemas.pipeline import PipelineDefinition, StageSpec, check_needs
 
 
@@ -35,18 +39,30 @@ def plan(definition: PipelineDefinition) -> list[PlannedStage]:
     problems = check_needs({name: stage.needs for name, stage in stages.items()})
     if problems:
         raise PlanError(problems[0][1])
-    legs: dict[str, list[dict[str, str]]] = {
-        name: (stage.matrix.legs() if stage.matrix else [{}]) for name, stage in stages.items()
-    }
-    leg_names = {name: [leg_name(name, leg) for leg in legs[name]] for name in stages}
+    legs = {name: _legs(name, stage) for name, stage in stages.items()}
     planned: list[PlannedStage] = []
     for name in _topological(definition):
         stage = stages[name]
-        needs = tuple(leg for need in stage.needs for leg in leg_names[need])
-        for values, planned_name in zip(legs[name], leg_names[name], strict=True):
-            spec = _spec(definition, stage, values)
-            planned.append(PlannedStage(planned_name, name, values, needs, stage.pool, spec, len(planned)))
+        needs = tuple(leg.name for need in stage.needs for leg in legs[need])
+        for leg in legs[name]:
+            spec = _spec(definition, stage, leg)
+            planned.append(PlannedStage(leg.name, name, leg.values, needs, stage.pool, spec, len(planned)))
     return planned
+
+
+@dataclass(frozen=True)
+class _Leg:
+    name: str
+    values: dict[str, str]  # matrix values
+    node: tuple[int, int] | None  # (index, total) of a parallel leg
+
+
+def _legs(name: str, stage: StageSpec) -> list[_Leg]:
+    if stage.parallel is not None:
+        return [_Leg(n, {}, (i, stage.parallel)) for i, n in enumerate(leg_names(name, stage.parallel), 1)]
+    if stage.matrix is not None:
+        return [_Leg(leg_name(name, values), values, None) for values in stage.matrix.legs()]
+    return [_Leg(name, {}, None)]
 
 
 def leg_name(base: str, values: dict[str, str]) -> str:
@@ -78,9 +94,9 @@ def _topological(definition: PipelineDefinition) -> list[str]:
     return result
 
 
-def _spec(definition: PipelineDefinition, stage: StageSpec, values: dict[str, str]) -> dict[str, Any]:
+def _spec(definition: PipelineDefinition, stage: StageSpec, leg: _Leg) -> dict[str, Any]:
     retry = stage.retry
-    return {
+    spec: dict[str, Any] = {
         "script": stage.script(),
         "env": {**definition.env, **stage.env},
         "timeout_s": float(stage.timeout),
@@ -91,5 +107,11 @@ def _spec(definition: PipelineDefinition, stage: StageSpec, values: dict[str, st
         "reports": None if stage.reports is None else stage.reports.model_dump(mode="json"),
         "environment": stage.environment,
         "approval": stage.approval,
-        "matrix": dict(values),
+        "matrix": dict(leg.values),
+        "coverage_min": None if stage.coverage is None else stage.coverage.min,
     }
+    if leg.node is not None:
+        spec["node"] = {"index": leg.node[0], "total": leg.node[1]}
+    if stage.split is not None:
+        spec["split"] = stage.split.model_dump(mode="json")
+    return spec

@@ -4,10 +4,14 @@ result is an input for `decide()`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 
 from orchestrator.model import PlanFailed, Planned, StageState
 from orchestrator.planner import PlanError, plan
+from orchestrator.split import durations_by_file, split_files
+from schemas.globs import glob_match
 from schemas.interpolation import interpolate
 from schemas.pipeline import DefinitionError, PipelineDefinition, parse_definition
 from schemas.states import StageStatus
@@ -86,6 +90,14 @@ def planned_from_text(
     )
 
 
+# The recorded (file, classname, seconds) of a stage's earlier test cases, by base stage name.
+Durations = Callable[[str], Awaitable[Sequence[tuple[str | None, str, float]]]]
+
+
+async def _no_history(_stage: str) -> Sequence[tuple[str | None, str, float]]:
+    return ()
+
+
 async def plan_run(
     reader: DefinitionReader,
     *,
@@ -95,6 +107,7 @@ async def plan_run(
     event: str,
     variables: dict[str, str],
     pool_override: str | None = None,
+    durations: Durations = _no_history,
 ) -> Planned | PlanFailed:
     try:
         commit, text = await reader.read(repo_url, ref, sha)
@@ -102,6 +115,39 @@ async def plan_run(
         return PlanFailed(f"could not read the repository: {exc}", sha=sha)
     if text is None:
         return PlanFailed(f"no {DEFINITION_PATH} at the root of the repository at {commit[:12]}", sha=commit)
-    return planned_from_text(
+    planned = planned_from_text(
         text, sha=commit, ref=ref, event=event, variables=variables, pool_override=pool_override
+    )
+    if isinstance(planned, PlanFailed) or not any("split" in s.spec for s in planned.stages):
+        return planned
+    try:
+        files = await reader.git.list_files(repo_url, commit)
+    except GitError as exc:
+        return PlanFailed(f"could not list the files to split: {exc}", sha=commit)
+    return await assign_splits(planned, files, durations)
+
+
+async def assign_splits(planned: Planned, files: Sequence[str], durations: Durations) -> Planned:
+    """Give each leg of a `split` stage its test files (`spec.test_files`): every file matching
+    `split.files` in exactly one leg, balanced by recorded durations (`by: timings`) or count. The
+    assignment is part of the run's plan, so a retried leg runs the same files."""
+    legs: dict[str, list[StageState]] = {}
+    for stage in planned.stages:
+        if "split" in stage.spec:
+            legs.setdefault(stage.base_name, []).append(stage)
+    assigned: dict[str, list[str]] = {}
+    for base, stages in legs.items():
+        rule = stages[0].spec["split"]
+        matching = [f for f in files if glob_match(rule["files"], f)]
+        seconds = durations_by_file(await durations(base), matching) if rule["by"] == "timings" else {}
+        for leg in split_files(matching, seconds, len(stages)):
+            assigned[stages[leg.index - 1].name] = list(leg.files)
+    return dataclasses.replace(
+        planned,
+        stages=tuple(
+            dataclasses.replace(s, spec={**s.spec, "test_files": assigned[s.name]})
+            if s.name in assigned
+            else s
+            for s in planned.stages
+        ),
     )

@@ -15,14 +15,14 @@ reports; this module only decides. The rule:
 
 Leg names: a `parallel: N` stage `e2e` becomes `e2e[1/N]` … `e2e[N/N]` (`leg_names`); each leg
 gets `COMET_NODE_INDEX` (1…N), `COMET_NODE_TOTAL` (N) and, with `split`, `COMET_TEST_FILES`
-naming a file that lists its files one per line (`listing`).
+naming a file that lists its files one per line (written by the worker).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 MAX_LEGS = 256
@@ -65,15 +65,6 @@ def split_files(files: Sequence[str], durations: Mapping[str, float], total: int
     ]
 
 
-def listing(files: Sequence[str]) -> str:
-    """The content of a leg's `COMET_TEST_FILES` file: one path per line, ending with a newline
-    (empty for an empty leg). A path holding a newline cannot be listed: ValueError."""
-    for name in files:
-        if "\n" in name or "\r" in name:
-            raise ValueError(f"{name!r}: a test file name cannot hold a line break")
-    return "".join(f"{name}\n" for name in files)
-
-
 def _usable(seconds: float) -> bool:
     return math.isfinite(seconds) and seconds >= 0
 
@@ -81,3 +72,51 @@ def _usable(seconds: float) -> bool:
 def _check_total(total: int) -> None:
     if not 1 <= total <= MAX_LEGS:
         raise ValueError(f"parallel must be between 1 and {MAX_LEGS}, not {total}")
+
+
+def durations_by_file(
+    recorded: Iterable[tuple[str | None, str, float]], files: Sequence[str]
+) -> dict[str, float]:
+    """Seconds per test file, from recorded `(file, classname, seconds)` rows (one per test case,
+    already averaged over the attempts that ran it), for the `files` being split.
+
+    A row counts for its `file` when that is one of the files; otherwise for the file its
+    classname names, read as a dotted path: the file's module (`tests/e2e/test_a.py` is
+    `tests.e2e.test_a`) or a class inside it (`tests.e2e.test_a.TestX`), or — for Java-like
+    source trees — a module path it ends (`com.example.FooTest` for
+    `src/test/java/com/example/FooTest.java`) when exactly one file does. Rows that match no file
+    are ignored.
+    """
+    modules: dict[str, str] = {}
+    endings: dict[str, str | None] = {}
+    for name in files:
+        dotted = (
+            name.rsplit(".", 1)[0].replace("/", ".")
+            if "." in name.rsplit("/", 1)[-1]
+            else name.replace("/", ".")
+        )
+        modules[dotted] = name
+        parts = dotted.split(".")
+        for start in range(1, len(parts)):
+            ending = ".".join(parts[start:])
+            endings[ending] = name if ending not in endings else None  # ambiguous: no match
+    wanted = set(files)
+    seconds: dict[str, float] = {}
+    for file, classname, spent in recorded:
+        target = file if file in wanted else _file_of(classname, modules, endings)
+        if target is not None and _usable(spent):
+            seconds[target] = seconds.get(target, 0.0) + spent
+    return seconds
+
+
+def _file_of(classname: str, modules: Mapping[str, str], endings: Mapping[str, str | None]) -> str | None:
+    parts = classname.split(".")
+    for end in range(len(parts), 0, -1):  # the module itself, then the module holding the class
+        prefix = ".".join(parts[:end])
+        if prefix in modules:
+            return modules[prefix]
+    for end in range(len(parts), 0, -1):
+        found = endings.get(".".join(parts[:end]))
+        if found is not None:
+            return found
+    return None

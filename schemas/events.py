@@ -98,6 +98,22 @@ class AttemptStarted(EventPayload):
     started_at: datetime
 
 
+class TestCounts(BaseModel):
+    """What an attempt's test reports said; `quarantined` counts the failed or errored cases of
+    quarantined tests, `flaky` the cases found flaky. Stored as `stage_attempts.test_summary`."""
+
+    __test__ = False  # not a pytest class
+    model_config = ConfigDict(frozen=True)
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    errored: int = 0
+    skipped: int = 0
+    flaky: int = 0
+    quarantined: int = 0
+    duration_s: float = 0.0
+
+
 class AttemptFinished(EventPayload):
     """An attempt ended: its worker reported it, or the lease reaper found it lost."""
 
@@ -116,6 +132,12 @@ class AttemptFinished(EventPayload):
     # its `attempt.started` event stand in for it.
     started_at: datetime | None = None
     finished_at: datetime
+    # With `reports:`: the test counts (None when no JUnit report was asked for), how many report
+    # files could not be read, and the line/branch coverage (fractions; None: not measured).
+    tests: TestCounts | None = None
+    report_errors: int = 0
+    line_rate: float | None = None
+    branch_rate: float | None = None
 
 
 class RunStatusChanged(EventPayload):

@@ -47,6 +47,8 @@ class FailureKind(StrEnum):
     NEEDS_FAILED = "needs_failed"
     CANCELLED = "cancelled"
     INVALID_DEFINITION = "invalid_definition"
+    # The script succeeded but its line coverage is below the stage's `coverage.min` (not retried).
+    COVERAGE = "coverage_below_minimum"
 
 
 class TestStatus(StrEnum):

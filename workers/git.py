@@ -187,6 +187,13 @@ class MirrorCache:
             return await self._git("-C", str(mirror), "cat-file", "blob", oid.decode())
         return None
 
+    async def list_files(self, repo_url: str, sha: str) -> tuple[str, ...]:
+        """Every file path at commit `sha` (for `split.files`), in git's order."""
+        sha = validate_sha(sha)
+        mirror = await self.ensure(repo_url, sha)
+        out = await self._git("-C", str(mirror), "ls-tree", "-r", "-z", "--name-only", "--full-tree", sha)
+        return tuple(p.decode("utf-8", "surrogateescape") for p in out.split(b"\x00") if p)
+
     async def changed_paths(self, repo_url: str, before: str, after: str) -> tuple[str, ...]:
         """Files that differ between commits `before` and `after` (for `paths:` filters when a
         webhook payload did not list them)."""

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +21,7 @@ from config.settings import WorkerSettings
 from db.crypto import SecretBox
 from db.repositories.attempts import Claim, finish
 from db.repositories.secrets import decrypted_secrets
+from db.repositories.test_results import AttemptRef, store_reports
 from events.envelope import new_envelope
 from events.faults import is_transient, retry_transient
 from events.outbox import PendingEvent, add_events
@@ -29,7 +31,8 @@ from schemas.states import AttemptStatus, FailureKind
 from workers.executor import ExecutionResult, execute
 from workers.git import GitError, MirrorCache
 from workers.logs import LogShipper
-from workers.workspace import Workspaces
+from workers.reports.collect import StageReports, collect_reports
+from workers.workspace import Workspace, Workspaces
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +77,10 @@ def stage_environment(claim: Claim, workspace: str) -> dict[str, str]:
         env["COMET_BRANCH"] = branch
     for key, value in claim.matrix.items():
         env[f"MATRIX_{_env_name(key)}"] = value
+    node = claim.spec.get("node")
+    if node:
+        env["COMET_NODE_INDEX"] = str(node["index"])
+        env["COMET_NODE_TOTAL"] = str(node["total"])
     return env
 
 
@@ -115,38 +122,65 @@ class AttemptRunner:
         )
         shipper.start()
         workspace = self._workspaces.create(str(claim.attempt_id))
-        result: ExecutionResult | None = None
-        failure: tuple[str, str] | None = None
         try:
-            try:
-                await self._git.checkout(claim.repo_url, claim.sha, workspace.path)
-            except GitError as exc:
-                failure = (FailureKind.CHECKOUT_FAILED.value, f"checkout of {claim.sha[:12]} failed: {exc}")
-                await shipper.note(failure[1])
-            else:
-                result = await execute(
-                    claim.spec.get("script", "true"),
-                    cwd=workspace.path,
-                    env={**stage_environment(claim, str(workspace.path)), **secrets},
-                    timeout_s=float(claim.spec.get("timeout_s", 3600)),
-                    kill_grace_s=self._settings.kill_grace_s,
-                    on_output=shipper.write,
-                    cancel=attempt.cancel,
-                    script_dir=workspace.scratch,
-                )
-                if result.failure_kind is not None and result.reason:
-                    await shipper.note(result.reason)
+            ran = await self._run_stage(attempt, workspace, shipper, secrets)
         finally:
             try:
                 await shipper.close()
             finally:
                 self._workspaces.remove(workspace)
         ended = datetime.now(UTC)
-        status = AttemptStatus.FAILED
+        outcome = _outcome(ran.result, ran.failure, AttemptStatus.FAILED)
         if attempt.handed_back:
             reason = f"worker {self._worker_id} shut down before the stage finished (drain timeout)"
-            result, failure, status = None, (FailureKind.LOST_WORKER.value, reason), AttemptStatus.LOST
-        outcome = _outcome(result, failure, status)
+            outcome = _outcome(None, (FailureKind.LOST_WORKER.value, reason), AttemptStatus.LOST)
+        await self._hold_until_reported(attempt, shipper, outcome, ended, ran.reports)
+
+    async def _run_stage(
+        self, attempt: RunningAttempt, workspace: Workspace, shipper: LogShipper, secrets: dict[str, str]
+    ) -> _Ran:
+        """Check out the commit, run the script, read its reports."""
+        claim = attempt.claim
+        try:
+            await self._git.checkout(claim.repo_url, claim.sha, workspace.path)
+        except GitError as exc:
+            failure = (FailureKind.CHECKOUT_FAILED.value, f"checkout of {claim.sha[:12]} failed: {exc}")
+            await shipper.note(failure[1])
+            return _Ran(None, failure, None)
+        env = {**stage_environment(claim, str(workspace.path)), **secrets}
+        if "test_files" in claim.spec:
+            # This leg's share of the split, one path per line (`$(cat "$COMET_TEST_FILES")`).
+            listed = workspace.scratch / "test-files"
+            listed.write_text(leg_file_listing(claim.spec["test_files"]))
+            env["COMET_TEST_FILES"] = str(listed)
+        result = await execute(
+            claim.spec.get("script", "true"),
+            cwd=workspace.path,
+            env=env,
+            timeout_s=float(claim.spec.get("timeout_s", 3600)),
+            kill_grace_s=self._settings.kill_grace_s,
+            on_output=shipper.write,
+            cancel=attempt.cancel,
+            script_dir=workspace.scratch,
+        )
+        if result.failure_kind is not None and result.reason:
+            await shipper.note(result.reason)
+        reports = None
+        if result.failure_kind != FailureKind.CANCELLED:
+            reports = await self._read_reports(claim, workspace.path, shipper)
+        return _Ran(result, None, reports)
+
+    async def _hold_until_reported(
+        self,
+        attempt: RunningAttempt,
+        shipper: LogShipper,
+        outcome: _Outcome,
+        ended: datetime,
+        reports: StageReports | None,
+    ) -> None:
+        """Commit the rest of the log and the result, retrying while the database is unreachable,
+        until done or the lease is truly lost."""
+        claim = attempt.claim
         delay = 0.2
         while True:
             if attempt.lease_lost or shipper.lease_lost:
@@ -156,7 +190,7 @@ class AttemptRunner:
                 return
             try:
                 if await shipper.try_flush() and not shipper.lease_lost:
-                    await self._report(claim, outcome, ended)
+                    await self._report(claim, outcome, ended, reports)
                     return
             except Exception as exc:
                 if not is_transient(exc):
@@ -178,7 +212,21 @@ class AttemptRunner:
         async with self._sessions() as session:
             return await decrypted_secrets(session, self._box, claim.project_id)
 
-    async def _report(self, claim: Claim, outcome: _Outcome, ended: datetime) -> None:
+    async def _read_reports(self, claim: Claim, workspace: Path, shipper: LogShipper) -> StageReports | None:
+        """The stage's `reports:` read off the event loop; each problem is also a line of its log."""
+        spec = claim.spec.get("reports") or {}
+        junit, coverage = list(spec.get("junit") or []), _globs(spec.get("coverage"))
+        if not junit and not coverage:
+            return None
+        reports = await asyncio.to_thread(collect_reports, workspace, junit=junit, coverage=coverage)
+        for problem in reports.report_errors:
+            where = f"{problem.file}: " if problem.file else ""
+            await shipper.note(f"report problem: {where}{problem.reason}")
+        return reports
+
+    async def _report(
+        self, claim: Claim, outcome: _Outcome, ended: datetime, reports: StageReports | None
+    ) -> None:
         async with self._sessions.begin() as session:
             finished = await finish(
                 session,
@@ -198,6 +246,20 @@ class AttemptRunner:
                     attempt=claim.number,
                 )
                 return
+            stored = None
+            if reports is not None:
+                at = AttemptRef(
+                    claim.attempt_id,
+                    claim.project_id,
+                    claim.run_id,
+                    claim.stage_id,
+                    claim.stage,
+                    claim.number,
+                    claim.ref,
+                    claim.sha or None,
+                )
+                junit_asked = bool((claim.spec.get("reports") or {}).get("junit"))
+                stored = await store_reports(session, at, reports, junit_asked=junit_asked)
             payload = AttemptFinished(
                 run_id=claim.run_id,
                 stage_id=claim.stage_id,
@@ -211,6 +273,10 @@ class AttemptRunner:
                 worker_id=self._worker_id,
                 started_at=finished.started_at,
                 finished_at=finished.finished_at,
+                tests=stored.tests if stored else None,
+                report_errors=stored.report_errors if stored else 0,
+                line_rate=stored.line_rate if stored else None,
+                branch_rate=stored.branch_rate if stored else None,
             )
             await add_events(
                 session,
@@ -225,6 +291,29 @@ class AttemptRunner:
             status=outcome.status.value,
             exit_code=outcome.exit_code,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Ran:
+    result: ExecutionResult | None
+    failure: tuple[str, str] | None  # (failure kind, reason) when the script never ran
+    reports: StageReports | None
+
+
+def leg_file_listing(files: list[str]) -> str:
+    """A leg's `COMET_TEST_FILES` file: one path per line (git paths cannot hold a line break
+    the listing could not express: such a path is refused)."""
+    for name in files:
+        if "\n" in name or "\r" in name:
+            raise ValueError(f"{name!r}: a test file name cannot hold a line break")
+    return "".join(f"{name}\n" for name in files)
+
+
+def _globs(value: object) -> list[str]:
+    """`reports.coverage` as a list (definitions stored before it took several globs hold one)."""
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,8 @@ class Stage(Base):
     exit_code: Mapped[int | None]
     failure_kind: Mapped[str | None] = mapped_column(String(32))
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Why it ended as it did when its exit code alone does not say (quarantined test failures).
+    note: Mapped[str | None] = mapped_column(Text)
     queued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -121,10 +121,11 @@ def test_spec_holds_everything_a_worker_needs_and_is_json() -> None:
         "if": "ref == 'refs/heads/main'",
         "allow_failure": True,
         "type": "deploy",
-        "reports": {"junit": ["out/*.xml"], "coverage": None},
+        "reports": {"junit": ["out/*.xml"], "coverage": []},
         "environment": "production",
         "approval": True,
         "matrix": {},
+        "coverage_min": None,
     }
     assert json.loads(json.dumps(deploy.spec)) == deploy.spec
     assert stages[0].spec["reports"] is None
@@ -172,3 +173,21 @@ def test_unknown_need_names_the_missing_stage() -> None:
 def test_leg_name_of_a_plain_stage_is_its_name() -> None:
     assert leg_name("lint", {}) == "lint"
     assert leg_name("unit", {"py": "3.12", "os": "linux"}) == "unit[py=3.12,os=linux]"
+
+
+def test_a_parallel_stage_becomes_numbered_legs_that_its_dependants_all_need() -> None:
+    stages = planned("""\
+        stages:
+          e2e:
+            parallel: 3
+            split: {files: "tests/**/test_*.py"}
+            run: pytest $(cat "$COMET_TEST_FILES")
+          report: {needs: e2e, run: x}
+        """)
+    names = [s.name for s in stages]
+    assert names == ["e2e[1/3]", "e2e[2/3]", "e2e[3/3]", "report"]
+    assert [s.spec["node"] for s in stages[:3]] == [{"index": i, "total": 3} for i in (1, 2, 3)]
+    assert stages[0].spec["split"] == {"files": "tests/**/test_*.py", "by": "timings"}
+    assert {s.base_name for s in stages[:3]} == {"e2e"}
+    assert stages[3].needs == ("e2e[1/3]", "e2e[2/3]", "e2e[3/3]")
+    assert "node" not in stages[3].spec

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from orchestrator.split import Leg, leg_names, listing, split_files
+from orchestrator.split import Leg, durations_by_file, leg_names, split_files
 
 # 40 files with skewed recorded durations: a few slow end-to-end files, a long tail of fast ones.
 SKEWED = {f"tests/e2e/test_{n:02d}.py": round(0.5 + 120 * (0.8**n), 3) for n in range(40)}
@@ -98,8 +98,23 @@ def test_a_leg_count_out_of_range_is_refused(total: int) -> None:
         leg_names("e2e", total)
 
 
-def test_a_leg_s_file_list_is_one_path_per_line() -> None:
-    assert listing(["a.py", "b c.py"]) == "a.py\nb c.py\n"
-    assert listing([]) == ""
-    with pytest.raises(ValueError, match="line break"):
-        listing(["evil\n.py"])
+def test_recorded_durations_are_summed_per_file_by_file_attribute_module_or_class() -> None:
+    files = ["tests/e2e/test_a.py", "tests/e2e/test_b.py", "src/test/java/com/example/FooTest.java"]
+    recorded = [
+        ("tests/e2e/test_a.py", "tests.e2e.test_a", 1.5),  # the report names the file
+        (None, "tests.e2e.test_a", 0.5),  # pytest's xunit2: only the module
+        (None, "tests.e2e.test_b.TestLogin", 2.0),  # a class inside the module
+        (None, "com.example.FooTest", 4.0),  # Java: the path under the source root
+        (None, "tests.elsewhere.test_c", 9.0),  # no such file in the split: ignored
+        ("tests/e2e/test_b.py", "x", float("nan")),  # unusable
+    ]
+    assert durations_by_file(recorded, files) == {
+        "tests/e2e/test_a.py": 2.0,
+        "tests/e2e/test_b.py": 2.0,
+        "src/test/java/com/example/FooTest.java": 4.0,
+    }
+
+
+def test_a_class_name_two_files_could_end_with_matches_neither() -> None:
+    files = ["a/tests/test_x.py", "b/tests/test_x.py"]
+    assert durations_by_file([(None, "tests.test_x", 3.0)], files) == {}
