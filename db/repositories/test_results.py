@@ -7,6 +7,8 @@ Cases go in with one `COPY` (10,000 cases in well under a second). On the way ea
   the same commit (an earlier attempt of this stage, or another run of the sha), or it failed
   where the same test passed in another run of the sha. The earlier failures a pass proves flaky
   are marked too.
+A flaky test whose flip rate on the default branch (`schemas/flakiness.py`) reaches the project's
+`auto_quarantine_flip_rate` is quarantined automatically (`quarantined_by` null, with the reason).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.events import TestCounts
+from schemas.flakiness import FLIP_RESULTS, flip_rate
 
 
 class CaseResult(Protocol):
@@ -163,6 +166,27 @@ _MARK_EARLIER_FLAKY = text(
     "AND (attempt_id IN (SELECT id FROM stage_attempts WHERE stage_id = :stage_id AND number < :attempt) "
     "     OR (sha = :sha AND run_id <> :run_id))"
 )
+_AUTO_QUARANTINE_SETTING = text(
+    "SELECT auto_quarantine_flip_rate AS threshold, 'refs/heads/' || default_branch AS ref "
+    "FROM projects WHERE id = :project_id"
+)
+# A test's latest results on the default branch (failed or not, oldest first), skipped excluded.
+_RECENT_RESULTS = text(
+    """
+    SELECT key, array_agg(failed ORDER BY id) AS results FROM (
+        SELECT key, id, status IN ('failed', 'errored') AS failed,
+               row_number() OVER (PARTITION BY key ORDER BY id DESC) AS newest
+          FROM test_cases
+         WHERE project_id = :project_id AND ref = :ref AND key = ANY(:keys) AND status <> 'skipped'
+    ) recent WHERE newest <= :results GROUP BY key
+    """
+)
+_QUARANTINE = text(
+    """
+    INSERT INTO test_quarantine (project_id, key, name, classname, file, reason, quarantined_by)
+    VALUES (:project_id, :key, :name, :classname, :file, :reason, NULL) ON CONFLICT DO NOTHING
+    """
+)
 _SUMMARY = text(
     "UPDATE stage_attempts SET test_summary = CAST(:summary AS jsonb), report_errors = CAST(:errors AS jsonb) "
     "WHERE id = :attempt_id"
@@ -202,6 +226,8 @@ async def store_reports(
                     "run_id": at.run_id,
                 },
             )
+        if flaky:
+            await _auto_quarantine(session, at, cases, flaky)
     counts = _counts(cases, quarantined, flaky) if junit_asked else None
     await session.execute(
         _SUMMARY,
@@ -220,6 +246,42 @@ async def store_reports(
         line_rate=coverage.line_rate if coverage else None,
         branch_rate=coverage.branch_rate if coverage else None,
     )
+
+
+async def _auto_quarantine(
+    session: AsyncSession, at: AttemptRef, cases: Sequence[CaseResult], flaky: set[str]
+) -> None:
+    """Quarantine the flaky tests whose flip rate on the default branch reached the project's
+    `auto_quarantine_flip_rate` (when set). Takes effect from the next attempt on: this one's
+    verdict stands as its cases were when it ran."""
+    setting = (await session.execute(_AUTO_QUARANTINE_SETTING, {"project_id": at.project_id})).one()
+    if setting.threshold is None:
+        return
+    rows = await session.execute(
+        _RECENT_RESULTS,
+        {"project_id": at.project_id, "ref": setting.ref, "keys": sorted(flaky), "results": FLIP_RESULTS},
+    )
+    named = {c.key: c for c in cases}
+    for row in rows:
+        rate = flip_rate(row.results)
+        if rate is None or rate < setting.threshold:
+            continue
+        case = named[row.key]
+        reason = (
+            f"quarantined automatically: flip rate {rate:.2f} on {setting.ref.removeprefix('refs/heads/')} "
+            f"reached the project's threshold of {setting.threshold:g}"
+        )
+        await session.execute(
+            _QUARANTINE,
+            {
+                "project_id": at.project_id,
+                "key": row.key,
+                "name": _clean(case.name),
+                "classname": _clean(case.classname),
+                "file": _clean(case.file),
+                "reason": reason,
+            },
+        )
 
 
 async def _keys(session: AsyncSession, query: Any, **params: object) -> set[str]:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import CoverageReport, StageAttempt, TestCase, TestQuarantine
+from db.models import CoverageReport, Project, StageAttempt, TestCase, TestQuarantine
 from events.topics import Topics
 from tests.integration.conftest import Platform, make_repo
 from tests.integration.helpers import add_project, stages_of, start_run, wait_for_run
@@ -246,3 +246,25 @@ stages:
     assert (await wait_for_run(sessions, second, timeout_s=120)).status == "succeeded"
     again = await stages_of(sessions, second)
     assert sorted(f for s in again.values() for f in s.spec["test_files"]) == sorted(files)
+
+
+async def test_a_flaky_test_past_the_projects_flip_rate_threshold_is_quarantined_automatically(
+    platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
+) -> None:
+    repo, sha = _repo(tmp_path, _definition())
+    project = await add_project(sessions, str(repo))
+    async with sessions.begin() as session:
+        row = await session.get(Project, project)
+        assert row is not None
+        row.auto_quarantine_flip_rate = 0.5
+    run_id = await start_run(sessions, Topics(namespace), project, sha=sha)
+    await wait_for_run(sessions, run_id, timeout_s=120)
+
+    async with sessions() as session:
+        quarantined = (
+            await session.scalars(select(TestQuarantine).where(TestQuarantine.project_id == project))
+        ).all()
+    assert [(q.name, q.quarantined_by) for q in quarantined] == [("test_flaky", None)]
+    assert quarantined[0].reason == (
+        "quarantined automatically: flip rate 1.00 on main reached the project's threshold of 0.5"
+    )
