@@ -212,7 +212,7 @@ async def list_all(session: AsyncSession) -> list[tuple[str, Schedule]]:
         .join(Project, Project.id == Schedule.project_id)
         .order_by(Schedule.next_fire_at.asc().nulls_last(), Project.name, Schedule.source, Schedule.name)
     )
-    return [(name, schedule) for name, schedule in rows.tuples()]
+    return [(name, schedule) for name, schedule in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +232,9 @@ async def projects_changed_since(session: AsyncSession, within_s: float) -> list
     rows = await session.execute(
         select(*_PROJECT_COLUMNS).where(changed > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, within_s))
     )
-    return [ProjectRow(*row) for row in rows.tuples()]
+    return [ProjectRow(*row) for row in rows]
 
 
 async def all_projects(session: AsyncSession) -> list[ProjectRow]:
     rows = await session.execute(select(*_PROJECT_COLUMNS).order_by(Project.id))
-    return [ProjectRow(*row) for row in rows.tuples()]
+    return [ProjectRow(*row) for row in rows]
