@@ -1,11 +1,14 @@
 """`comet demo seed`: the demo `make run` sets up — an admin user, a local git repository whose
-`.comet.yml` fans out to parallel stages and fans in, and a project backed by it. Idempotent."""
+`.comet.yml` fans out to parallel stages (among them a real pytest suite with reports, coverage
+and a flaky test, and a split suite) and fans in, and a project backed by it. Idempotent."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from sqlalchemy import select
@@ -23,7 +26,8 @@ DEMO_EMAIL = "admin@comet.local"
 DEMO_PROJECT = "demo"
 DEMO_PROVIDER_REPO = "comet/demo"
 DEMO_PIPELINE = """\
-# The demo pipeline: one stage, three in parallel, then a fan-in.
+# The demo pipeline: one stage, then six in parallel (a matrix, a real pytest suite with a
+# flaky test and coverage, a split end-to-end suite in two legs), then a fan-in.
 name: demo
 stages:
   checkout-info:
@@ -34,19 +38,87 @@ stages:
     needs: [checkout-info]
     run: |
       echo "linting..."; sleep 2; echo "lint ok"
-  unit:
+  compat:
     needs: [checkout-info]
     matrix: {python: ["3.11", "3.12"]}
     run: |
-      echo "unit tests on python $MATRIX_PYTHON"; sleep 2; echo "42 passed"
+      echo "compatibility checks for python $MATRIX_PYTHON"; sleep 2; echo "ok"
+  tests:
+    needs: [checkout-info]
+    type: test
+    retry: 1                              # test_flaky fails on attempt 1: flagged flaky
+    run: @PYTHON@ -m pytest -q -p no:cacheprovider --junitxml=reports/junit.xml --cov=calc --cov-branch --cov-report=xml:coverage.xml tests/unit
+    reports: {junit: "reports/*.xml", coverage: coverage.xml}
+    coverage: {min: 60}
+  e2e:
+    needs: [checkout-info]
+    type: test
+    parallel: 2                           # e2e[1/2], e2e[2/2]
+    split: {files: "tests/e2e/test_*.py", by: timings}
+    run: @PYTHON@ -m pytest -q -p no:cacheprovider --junitxml=reports/junit.xml $(cat "$COMET_TEST_FILES")
+    reports: {junit: "reports/*.xml"}
   build:
     needs: [checkout-info]
     run: |
       echo "building..."; sleep 2; echo "artifact built"
   package:
-    needs: [lint, unit, build]
+    needs: [lint, compat, tests, e2e, build]
     run: echo "all parallel stages done; packaging $COMET_REF"
 """
+DEMO_FILES = {
+    "README.md": "A demo repository for Comet.\n",
+    "calc.py": """\
+def add(a, b):
+    return a + b
+
+
+def divide(a, b):
+    if b == 0:
+        raise ZeroDivisionError("b must not be 0")
+    return a / b
+
+
+def unused(x):
+    return x * 2
+""",
+    "tests/__init__.py": "",
+    "tests/unit/__init__.py": "",
+    "tests/unit/test_calc.py": """\
+import os
+
+import pytest
+
+from calc import add, divide
+
+
+def test_add():
+    assert add(2, 3) == 5
+
+
+def test_divide():
+    assert divide(6, 3) == 2
+
+
+def test_divide_by_zero():
+    with pytest.raises(ZeroDivisionError):
+        divide(1, 0)
+
+
+@pytest.mark.skip(reason="needs a GPU")
+def test_gpu():
+    pass
+
+
+def test_flaky():
+    # Fails on the stage's first attempt, passes on the retry: Comet flags it flaky.
+    assert os.environ.get("COMET_ATTEMPT") != "1", "a timing-dependent failure"
+""",
+    "tests/e2e/__init__.py": "",
+    **{
+        f"tests/e2e/test_flow_{n}.py": f"import time\n\n\ndef test_flow_{n}():\n    time.sleep(0.{n})\n"
+        for n in range(1, 7)
+    },
+}
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -59,14 +131,20 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def ensure_repo(path: Path) -> None:
-    if (path / ".git").exists():
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    (path / ".comet.yml").write_text(DEMO_PIPELINE)
-    (path / "README.md").write_text("A demo repository for Comet.\n")
+    """The demo repository at `path`, with the current demo pipeline and files committed (a repo
+    seeded by an older Comet gets a new commit bringing it up to date)."""
+    if not (path / ".git").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    # The test stages run this Comet's own Python (its venv has pytest and coverage).
+    files = {".comet.yml": DEMO_PIPELINE.replace("@PYTHON@", shlex.quote(sys.executable)), **DEMO_FILES}
+    for name, content in files.items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
     _git(path, "add", "-A")
-    _git(path, "commit", "-q", "-m", "Demo pipeline")
+    if _git(path, "status", "--porcelain"):
+        _git(path, "commit", "-q", "-m", "Demo pipeline")
 
 
 def read_credentials(path: Path) -> dict[str, str]:

@@ -28,7 +28,20 @@ def main(base: str, email: str, password: str, project_id: str) -> int:
                 f"  {stage['name']:<22} {stage['status']:<10} exit={stage['exit_code']!s:<4} "
                 f"started={stage['started_at']}  finished={stage['finished_at']}"
             )
-        print(f"logs: curl -H 'Authorization: Bearer …' {base}/api/v1/runs/{run_id}/stages/lint/logs")
+        tests = client.get(f"/runs/{run_id}/tests").json()["summary"]
+        print(
+            f"tests: {tests['total']} ({tests['passed']} passed, {tests['failed']} failed, "
+            f"{tests['skipped']} skipped, {tests['flaky']} flaky, {tests['quarantined']} quarantined)"
+        )
+        flaky = client.get(f"/runs/{run_id}/tests/cases", params={"status": "passed"}).json()["data"]
+        for case in (c for c in flaky if c["flaky"]):
+            print(
+                f"  flaky: {case['classname']}.{case['name']} (failed, then passed on attempt {case['attempt']})"
+            )
+        overall = client.get(f"/runs/{run_id}/coverage").json()["overall"]
+        if overall:
+            print(f"coverage: {overall['line_rate']} % of lines, {overall['branch_rate']} % of branches")
+        print(f"logs: curl -H 'Authorization: Bearer …' {base}/api/v1/runs/{run_id}/stages/tests/logs")
         return 0 if run["status"] == "succeeded" else 1
 
 
