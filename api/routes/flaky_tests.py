@@ -135,10 +135,14 @@ async def list_quarantine(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> Page[QuarantineOut]:
-    try:
-        after = decode_cursor(cursor) if cursor is not None else None
-    except CursorError:
-        raise ValidationFailed(errors=[("query.cursor", BAD_CURSOR)]) from None
+    after: str | None = None
+    if cursor is not None:
+        try:
+            after = decode_cursor(cursor)
+        except CursorError:
+            raise ValidationFailed(errors=[("query.cursor", BAD_CURSOR)]) from None
+        if not tests_repo.storable(after):  # a key we handed out holds no NUL
+            raise ValidationFailed(errors=[("query.cursor", BAD_CURSOR)])
     rows = await tests_repo.list_quarantined(session, access.project.id, limit=limit + 1, after_key=after)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].key) if len(rows) > limit else None

@@ -25,6 +25,12 @@ from schemas.states import TestStatus
 FAILING = (TestStatus.FAILED.value, TestStatus.ERRORED.value)
 
 
+def storable(text: str) -> bool:
+    """Whether PostgreSQL can hold `text` (no NUL): a key or stage name it cannot hold was never
+    stored, so a lookup of one finds nothing instead of failing."""
+    return "\x00" not in text
+
+
 def _current(case: type[TestCase] = TestCase) -> Any:
     """Join condition: the case belongs to its stage's current attempt."""
     return and_(Stage.id == case.stage_id, Stage.attempt == case.attempt)
@@ -114,6 +120,8 @@ async def run_cases(
 ) -> Sequence[TestCase]:
     """The run's cases by id (without their captured output), at most `limit`, after `after_id`;
     only the stages' current attempts unless `all_attempts`."""
+    if stage is not None and not storable(stage):
+        return []
     stmt = select(TestCase).options(defer(TestCase.output)).where(TestCase.run_id == run_id)
     if not all_attempts:
         stmt = stmt.join(Stage, _current())
@@ -155,12 +163,16 @@ def history_statement(project_id: uuid.UUID, key: str, *, limit: int, before_id:
 async def case_history(
     session: AsyncSession, project_id: uuid.UUID, key: str, *, limit: int, before_id: int | None = None
 ) -> list[HistoryEntry]:
+    if not storable(key):
+        return []
     rows = await session.execute(history_statement(project_id, key, limit=limit, before_id=before_id))
     return [HistoryEntry(case, number) for case, number in rows.all()]
 
 
 async def latest_case(session: AsyncSession, project_id: uuid.UUID, key: str) -> TestCase | None:
     """The project's most recent case of the test `key` (None: never seen in the project)."""
+    if not storable(key):
+        return None
     stmt = (
         select(TestCase)
         .options(defer(TestCase.output))
@@ -292,6 +304,8 @@ async def quarantine(
 
 async def release(session: AsyncSession, project_id: uuid.UUID, key: str) -> TestQuarantine | None:
     """Release a quarantined test: the row that was deleted, or None when it was not quarantined."""
+    if not storable(key):
+        return None
     stmt = (
         delete(TestQuarantine)
         .where(TestQuarantine.project_id == project_id, TestQuarantine.key == key)

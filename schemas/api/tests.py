@@ -24,8 +24,8 @@ def _count(value: Any) -> int:
 
 
 class ResultSummary(BaseModel):
-    """How many tests did what. `failed` and `errored` do not include quarantined failures'
-    effect on the stage: a quarantined test that failed counts as failed and as quarantined."""
+    """How many tests did what. A quarantined test that failed counts in `failed` (or `errored`)
+    and in `quarantined`."""
 
     total: int = 0
     passed: int = 0
@@ -38,7 +38,11 @@ class ResultSummary(BaseModel):
         "the run, another run of the sha) or that their framework reran, and failures of tests "
         "that passed elsewhere on the same commit.",
     )
-    quarantined: int = Field(default=0, description="Tests that were quarantined when they ran.")
+    quarantined: int = Field(
+        default=0,
+        description="Failures (failed or errored) of tests that were quarantined when they ran: "
+        "counted in `failed`/`errored` as well, they did not fail the stage.",
+    )
     duration_s: float = 0.0
 
     @classmethod

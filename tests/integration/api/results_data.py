@@ -36,13 +36,13 @@ class Case:
 
 
 def summary_of(cases: Sequence[Case]) -> dict[str, Any]:
-    """The `test_summary` a worker stores for these cases."""
+    """The `test_summary` a worker stores for these cases (`db/repositories/test_results.py`)."""
     counts = {s: sum(1 for c in cases if c.status == s) for s in ("passed", "failed", "errored", "skipped")}
     return {
         "total": len(cases),
         **counts,
         "flaky": sum(1 for c in cases if c.flaky),
-        "quarantined": sum(1 for c in cases if c.quarantined),
+        "quarantined": sum(1 for c in cases if c.quarantined and c.status in ("failed", "errored")),
         "duration_s": round(sum(c.duration_s for c in cases), 3),
     }
 

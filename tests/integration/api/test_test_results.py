@@ -250,6 +250,10 @@ async def test_bad_case_filters_and_cursors_are_422(world: World) -> None:
     _problem(await world.get(url, limit=0), 422, "query.limit")
     _problem(await world.get(url, limit=501), 422, "query.limit")
     _problem(await world.get(url, stage="s" * 301), 422, "query.stage")
+    # Text PostgreSQL cannot hold (NUL) matches nothing rather than failing.
+    nul = await world.get(url, stage="unit\x00")
+    assert nul.status_code == 200, nul.text
+    assert nul.json()["data"] == []
 
 
 # -- one test's history ----------------------------------------------------------------------------
@@ -295,6 +299,7 @@ async def test_history_of_an_unknown_key_is_404_even_when_another_project_has_it
     _problem(await world.get(f"{world.p}/tests/cases/{'0' * 20}/history"), 404)
     _problem(await world.get(f"{world.p}/tests/cases/{key}/history", cursor="@@"), 422, "query.cursor")
     _problem(await world.get(f"{world.p}/tests/cases/{'f' * 101}/history"), 422, "path.key")
+    _problem(await world.get(f"{world.p}/tests/cases/a%00b/history"), 404)
     # A cursor past the end of a known test's history is an empty page, not a 404.
     past = await world.get(f"{world.p}/tests/cases/{key}/history", cursor="MQ")
     assert past.status_code == 200
@@ -477,6 +482,11 @@ async def test_quarantine_of_an_unknown_key_is_404_and_bad_bodies_are_422(
         await world.client.put(f"/api/v1/projects/{other['id']}/tests/quarantine/{key}", headers=headers), 404
     )
     _problem(await world.client.delete(f"{world.p}/tests/quarantine/{key}", headers=headers), 404)
+    for method in ("PUT", "DELETE"):
+        _problem(
+            await world.client.request(method, f"{world.p}/tests/quarantine/a%00b", headers=headers), 404
+        )
+    _problem(await world.get(f"{world.p}/tests/quarantine", cursor="AA"), 422, "query.cursor")  # NUL
     url = f"{world.p}/tests/quarantine/{key}"
     _problem(await world.client.put(url, json={"reason": "x" * 1001}, headers=headers), 422, "body.reason")
     _problem(await world.client.put(url, json={"why": "x"}, headers=headers), 422, "body.why")
