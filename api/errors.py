@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from db.faults import database_unavailable
+from db.faults import database_unavailable, exception_chain
 from schemas.api.common import Problem
 
 log = structlog.get_logger(__name__)
@@ -255,8 +255,15 @@ def for_unexpected(exc: BaseException) -> ApiError:
             "The database is unreachable; nothing was stored. Retry shortly.",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
+    if any(getattr(e, "sqlstate", None) in _UNSTORABLE for e in exception_chain(exc)):
+        # A NUL byte (or text the database encoding cannot hold) in a path, query or body value.
+        return ValidationFailed("The request holds a character the database cannot store (a NUL byte).")
     log.error("unhandled error", exc_info=exc)
     return InternalError()
+
+
+# character_not_in_repertoire, untranslatable_character
+_UNSTORABLE = frozenset({"22021", "22P05"})
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

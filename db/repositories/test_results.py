@@ -7,8 +7,9 @@ Cases go in with one `COPY` (10,000 cases in well under a second). On the way ea
   the same commit (an earlier attempt of this stage, or another run of the sha), or it failed
   where the same test passed in another run of the sha. The earlier failures a pass proves flaky
   are marked too.
-A flaky test whose flip rate on the default branch (`schemas/flakiness.py`) reaches the project's
-`auto_quarantine_flip_rate` is quarantined automatically (`quarantined_by` null, with the reason).
+A flaky test whose flip rate on the default branch (`schemas/flakiness.py`, as `GET
+/projects/{id}/tests/flaky` shows it) reaches the project's `auto_quarantine_flip_rate` is
+quarantined automatically (`quarantined_by` null, with the reason).
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.repositories.tests import flakiness
 from schemas.events import TestCounts
-from schemas.flakiness import FLIP_RESULTS, flip_rate
 
 
 class CaseResult(Protocol):
@@ -170,17 +172,8 @@ _AUTO_QUARANTINE_SETTING = text(
     "SELECT auto_quarantine_flip_rate AS threshold, 'refs/heads/' || default_branch AS ref "
     "FROM projects WHERE id = :project_id"
 )
-# A test's latest results on the default branch (failed or not, oldest first), skipped excluded.
-_RECENT_RESULTS = text(
-    """
-    SELECT key, array_agg(failed ORDER BY id) AS results FROM (
-        SELECT key, id, status IN ('failed', 'errored') AS failed,
-               row_number() OVER (PARTITION BY key ORDER BY id DESC) AS newest
-          FROM test_cases
-         WHERE project_id = :project_id AND ref = :ref AND key = ANY(:keys) AND status <> 'skipped'
-    ) recent WHERE newest <= :results GROUP BY key
-    """
-)
+# The flip rate is the one `GET /projects/{id}/tests/flaky` shows, over the same window.
+AUTO_QUARANTINE_WINDOW = timedelta(days=30)
 _QUARANTINE = text(
     """
     INSERT INTO test_quarantine (project_id, key, name, classname, file, reason, quarantined_by)
@@ -257,16 +250,14 @@ async def _auto_quarantine(
     setting = (await session.execute(_AUTO_QUARANTINE_SETTING, {"project_id": at.project_id})).one()
     if setting.threshold is None:
         return
-    rows = await session.execute(
-        _RECENT_RESULTS,
-        {"project_id": at.project_id, "ref": setting.ref, "keys": sorted(flaky), "results": FLIP_RESULTS},
-    )
+    since = datetime.now(UTC) - AUTO_QUARANTINE_WINDOW
+    found = await flakiness(session, at.project_id, ref=setting.ref, since=since, keys=flaky)
     named = {c.key: c for c in cases}
-    for row in rows:
-        rate = flip_rate(row.results)
+    for key in sorted(flaky):
+        rate = found[key].flip_rate if key in found else None
         if rate is None or rate < setting.threshold:
             continue
-        case = named[row.key]
+        case = named[key]
         reason = (
             f"quarantined automatically: flip rate {rate:.2f} on {setting.ref.removeprefix('refs/heads/')} "
             f"reached the project's threshold of {setting.threshold:g}"
@@ -275,7 +266,7 @@ async def _auto_quarantine(
             _QUARANTINE,
             {
                 "project_id": at.project_id,
-                "key": row.key,
+                "key": key,
                 "name": _clean(case.name),
                 "classname": _clean(case.classname),
                 "file": _clean(case.file),

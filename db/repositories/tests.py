@@ -185,7 +185,12 @@ async def latest_case(session: AsyncSession, project_id: uuid.UUID, key: str) ->
 
 # -- flaky tests ---------------------------------------------------------------------------------
 async def flakiness(
-    session: AsyncSession, project_id: uuid.UUID, *, ref: str, since: datetime
+    session: AsyncSession,
+    project_id: uuid.UUID,
+    *,
+    ref: str,
+    since: datetime,
+    keys: Collection[str] | None = None,
 ) -> dict[str, Flakiness]:
     """What `schemas.flakiness` needs for every test with a flaky case in the project since
     `since`, or with results on `ref` since then (one per run: failed when a case of the stage's
@@ -194,6 +199,7 @@ async def flakiness(
         await session.execute(
             select(TestCase.key, func.count(TestCase.run_id.distinct()), func.max(TestCase.created_at))
             .where(TestCase.project_id == project_id, TestCase.flaky.is_(True), TestCase.created_at >= since)
+            .where(*_only(keys))
             .group_by(TestCase.key)
         )
     ).all()
@@ -211,6 +217,7 @@ async def flakiness(
             TestCase.ref == ref,
             TestCase.created_at >= since,
             TestCase.status != TestStatus.SKIPPED.value,
+            *_only(keys),
         )
         .group_by(TestCase.key, Run.number)
         .subquery()
@@ -238,6 +245,10 @@ async def flakiness(
         results, times = results_by_key.get(key, ([], []))
         found[key] = Flakiness(count, last, results, times)
     return found
+
+
+def _only(keys: Collection[str] | None) -> list[Any]:
+    return [] if keys is None else [TestCase.key.in_(list(keys))]
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,20 +251,33 @@ stages:
 async def test_a_flaky_test_past_the_projects_flip_rate_threshold_is_quarantined_automatically(
     platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
 ) -> None:
-    repo, sha = _repo(tmp_path, _definition())
+    flipping = "import os\n\n\ndef test_flip():\n    assert int(os.environ['COMET_RUN_NUMBER']) % 2 == 0\n"
+    definition = f"""
+stages:
+  unit:
+    type: test
+    run: {PYTEST} --junitxml=reports/junit.xml tests
+    reports: {{junit: reports/junit.xml}}
+"""
+    repo, sha = make_repo(
+        tmp_path / "repo", {".comet.yml": definition, "tests/__init__.py": "", "tests/test_flip.py": flipping}
+    )
     project = await add_project(sessions, str(repo))
     async with sessions.begin() as session:
         row = await session.get(Project, project)
         assert row is not None
         row.auto_quarantine_flip_rate = 0.5
-    run_id = await start_run(sessions, Topics(namespace), project, sha=sha)
-    await wait_for_run(sessions, run_id, timeout_s=120)
+    runs = []
+    for _ in range(2):  # run 1 fails test_flip, run 2 (same commit) passes it: flaky, one flip
+        run_id = await start_run(sessions, Topics(namespace), project, sha=sha)
+        runs.append(await wait_for_run(sessions, run_id, timeout_s=120))
 
+    assert [r.status for r in runs] == ["failed", "succeeded"]
     async with sessions() as session:
         quarantined = (
             await session.scalars(select(TestQuarantine).where(TestQuarantine.project_id == project))
         ).all()
-    assert [(q.name, q.quarantined_by) for q in quarantined] == [("test_flaky", None)]
+    assert [(q.name, q.quarantined_by) for q in quarantined] == [("test_flip", None)]
     assert quarantined[0].reason == (
         "quarantined automatically: flip rate 1.00 on main reached the project's threshold of 0.5"
     )

@@ -367,3 +367,15 @@ async def test_the_events_of_a_run_come_in_order(
         )
     ).json()
     assert [e["type"] for e in second["data"]] == ["run.cancel_requested"]
+
+
+async def test_a_nul_byte_in_a_stage_name_is_a_422_never_a_500(
+    client: httpx.AsyncClient, make_account: MakeAccount, make_project: MakeProject
+) -> None:
+    owner = await make_account()
+    project = await make_project(owner)
+    run_id = await _trigger(client, owner, project)
+    response = await client.get(f"/api/v1/runs/{run_id}/stages/a%00b/logs", headers=owner.headers)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "NUL" in response.json()["detail"]
