@@ -95,6 +95,7 @@ def _stage(view: run_views.StageView, tests: ResultSummary | None = None) -> Sta
         exit_code=s.exit_code,
         failure_kind=s.failure_kind,
         failure_reason=s.failure_reason,
+        note=s.note,
         needs=list(s.needs),
         pool=s.pool,
         matrix=s.matrix,

@@ -131,6 +131,10 @@ class StageOut(BaseModel):
     exit_code: int | None
     failure_kind: str | None
     failure_reason: str | None
+    note: str | None = Field(
+        default=None,
+        description="Why the stage ended as it did when its exit code alone does not say (e.g. it succeeded although its failing tests are all quarantined).",
+    )
     needs: list[str]
     pool: str
     matrix: dict[str, str]

@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.models import CoverageReport, Project, StageAttempt, TestCase, TestQuarantine
 from events.topics import Topics
 from tests.integration.conftest import Platform, make_repo
-from tests.integration.helpers import add_project, stages_of, start_run, wait_for_run
+from tests.integration.helpers import add_project, owner_headers, stages_of, start_run, wait_for_run
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +97,11 @@ async def _attempts(sessions: async_sessionmaker[AsyncSession], run_id: uuid.UUI
 
 
 async def test_a_real_pytest_suite_is_reported_flaky_flagged_and_quarantine_lets_the_stage_pass(
-    platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
+    platform: Platform,
+    sessions: async_sessionmaker[AsyncSession],
+    api_client: httpx.AsyncClient,
+    namespace: str,
+    tmp_path: Path,
 ) -> None:
     repo, sha = _repo(tmp_path, _definition())
     project = await add_project(sessions, str(repo))
@@ -157,6 +162,11 @@ async def test_a_real_pytest_suite_is_reported_flaky_flagged_and_quarantine_lets
     assert attempts[1].test_summary["quarantined"] == 1
     quarantined = [c for c in await _cases(sessions, second) if c.name == "test_fails"]
     assert all(c.quarantined for c in quarantined)
+    headers = await owner_headers(api_client, sessions, project)
+    shown = (await api_client.get(f"/api/v1/runs/{second}", headers=headers)).json()
+    assert [s["note"] for s in shown["stages"]] == [unit.note]
+    first_tests = (await api_client.get(f"/api/v1/runs/{first}/tests", headers=headers)).json()["summary"]
+    assert (first_tests["total"], first_tests["failed"], first_tests["flaky"]) == (4, 1, 1)
 
 
 async def test_coverage_below_the_stages_minimum_fails_it_with_the_reason(
