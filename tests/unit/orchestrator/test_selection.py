@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.model import PlanFailed, Planned, StageState
 from orchestrator.planner import plan
+from orchestrator.planning import assign_splits, planned_from_text
 from orchestrator.selection import (
     StageSelection,
     apply_selection,
@@ -161,3 +162,32 @@ def test_the_selection_comes_from_the_runs_trigger(
     trigger: dict[str, object], expected: StageSelection | None
 ) -> None:
     assert selection_from_trigger(trigger) == expected
+
+
+async def _none(_stage: str) -> list[tuple[str | None, str, float]]:
+    return []
+
+
+async def test_a_selected_parallel_leg_keeps_its_own_share_of_the_split_test_files() -> None:
+    text = textwrap.dedent("""\
+        stages:
+          build: {run: x}
+          e2e:
+            needs: [build]
+            run: pytest
+            parallel: 3
+            split: {files: "tests/*.py", by: count}
+        """)
+    planned = planned_from_text(text, sha="f" * 40, ref="refs/heads/main", event="api", variables={})
+    assert isinstance(planned, Planned)
+    files = [f"tests/test_{i}.py" for i in range(7)]
+    split = await assign_splits(planned, files, _none)
+    shares = {s.name: s.spec["test_files"] for s in split.stages if "test_files" in s.spec}
+    assert sorted(f for share in shares.values() for f in share) == files
+
+    selected = apply_selection(split, StageSelection(("e2e[2/3]",), "test suite 'leg two'"))
+
+    assert isinstance(selected, Planned)
+    assert [s.name for s in selected.stages] == ["build", "e2e[2/3]"]
+    assert selected.stages[1].spec["test_files"] == shares["e2e[2/3]"]
+    assert len(shares["e2e[2/3]"]) < len(files)
