@@ -66,13 +66,21 @@ def _check_timezone(name: str) -> str:
     return name
 
 
+def _check_ref(ref: str) -> str:
+    # Checked here so a bad ref fails the run with the line; the scheduler normalises it.
+    from schemas.api.runs import normalise_ref
+
+    normalise_ref(ref)
+    return ref
+
+
 class Schedule(_Model):
     """`on.schedule` entry: fires exactly once per tick of `cron` in `timezone` (default UTC), a run
     of `ref` (default: the project's default branch)."""
 
     cron: Annotated[str, AfterValidator(_check_cron)]
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
-    ref: str | None = Field(default=None, min_length=1, max_length=500)
+    ref: Annotated[str, AfterValidator(_check_ref)] | None = Field(default=None, min_length=1, max_length=500)
 
 
 class Triggers(_Model):

@@ -458,6 +458,10 @@ stages:
             "on:\n  schedule:\n    - {cron: '0 3 * * *', timezone: Europe/Berln}\nstages:\n  a: {run: x}\n",
             "on.schedule[0].timezone: 'Europe/Berln' is not an IANA time zone (did you mean 'Europe/Berlin'?)",
         ),
+        (
+            "on:\n  schedule: [{cron: '@daily', ref: 'bad..ref'}]\nstages:\n  a: {run: x}\n",
+            "line 2: on.schedule[0].ref: must not contain '..'",
+        ),
     ],
 )
 def test_test_stage_mistakes_name_the_line_and_field(text: str, message: str) -> None:
