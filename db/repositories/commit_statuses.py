@@ -73,6 +73,10 @@ async def enqueue(
     session.add(
         CommitStatusReport(run_id=run_id, provider=provider, state=state, request=request, status="pending")
     )
+    # Written now, so the next state of the same run queued in this transaction supersedes it
+    # (sessions do not autoflush): a batch holding queued, running and succeeded must leave
+    # only succeeded to send, never an older state delivered after it.
+    await session.flush()
 
 
 _DUE = text(

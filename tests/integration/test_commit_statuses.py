@@ -112,4 +112,6 @@ async def test_run_states_are_reported_to_github_with_retries_and_never_block_th
     delivered = [r for r in rows if r.status == "delivered"]
     assert any(r.state == "success" for r in delivered)
     assert sum(r.attempts for r in rows) >= 3, "the two failures were not retried"
-    assert all(r.status in ("delivered", "superseded") for r in rows)
+    await asyncio.sleep(1.5)  # an older state still queued would be sent by now
+    assert recorder.calls[-1]["json"]["state"] == "success", "an older state was sent after success"
+    assert all(r.status in ("delivered", "superseded") for r in rows), [(r.state, r.status) for r in rows]
