@@ -148,9 +148,12 @@ def test_reordering_entries_keeps_every_schedules_name() -> None:
 
 
 def test_an_entry_with_a_ref_git_would_refuse_is_left_out_and_named() -> None:
-    definition = parse_definition(
-        'on:\n  schedule: [{cron: "0 3 * * *", ref: "a..b"}, {cron: "0 4 * * *"}]\nstages:\n  a: {run: x}\n'
+    # Parsing refuses such a ref now; a definition stored before that check still has one.
+    parsed = parse_definition(
+        'on:\n  schedule: [{cron: "0 3 * * *", ref: "a"}, {cron: "0 4 * * *"}]\nstages:\n  a: {run: x}\n'
     )
+    stored = [parsed.on.schedule[0].model_copy(update={"ref": "a..b"}), parsed.on.schedule[1]]
+    definition = parsed.model_copy(update={"on": parsed.on.model_copy(update={"schedule": stored})})
     desired = desired_schedules(definition, "refs/heads/main", utc("2026-06-01 12:00"))
     assert [d.cron for d in desired.schedules] == ["0 4 * * *"]
     assert len(desired.problems) == 1
