@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from db.repositories.test_results import CASE_COLUMNS
 from workers.reports.keys import case_key
 
 _PACKAGES = ("api", "cli", "core", "db", "events", "orchestrator", "schemas", "workers")
@@ -216,29 +217,7 @@ def pytest_junit(
 
 # -- a project's test history ------------------------------------------------------------------
 
-HISTORY_COLUMNS = (
-    "attempt_id",
-    "project_id",
-    "run_id",
-    "stage_id",
-    "stage",
-    "attempt",
-    "ref",
-    "sha",
-    "key",
-    "name",
-    "classname",
-    "file",
-    "line",
-    "suite",
-    "status",
-    "duration_s",
-    "message",
-    "output",
-    "flaky",
-    "quarantined",
-    "created_at",
-)
+HISTORY_COLUMNS = (*CASE_COLUMNS, "created_at")
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,38 +55,29 @@ class CaseResult(Protocol):
     def flaky(self) -> bool: ...
 
 
-class FileCoverage(Protocol):
+class CoverageCounts(Protocol):
+    @property
+    def line_rate(self) -> float | None: ...
+    @property
+    def branch_rate(self) -> float | None: ...
+    @property
+    def lines_covered(self) -> int: ...
+    @property
+    def lines_valid(self) -> int: ...
+    @property
+    def branches_covered(self) -> int: ...
+    @property
+    def branches_valid(self) -> int: ...
+
+
+class FileCoverage(CoverageCounts, Protocol):
     @property
     def path(self) -> str: ...
-    @property
-    def line_rate(self) -> float | None: ...
-    @property
-    def branch_rate(self) -> float | None: ...
-    @property
-    def lines_covered(self) -> int: ...
-    @property
-    def lines_valid(self) -> int: ...
-    @property
-    def branches_covered(self) -> int: ...
-    @property
-    def branches_valid(self) -> int: ...
 
 
-class CoverageReport(Protocol):
+class CoverageReport(CoverageCounts, Protocol):
     @property
     def files(self) -> Sequence[FileCoverage]: ...
-    @property
-    def line_rate(self) -> float | None: ...
-    @property
-    def branch_rate(self) -> float | None: ...
-    @property
-    def lines_covered(self) -> int: ...
-    @property
-    def lines_valid(self) -> int: ...
-    @property
-    def branches_covered(self) -> int: ...
-    @property
-    def branches_valid(self) -> int: ...
 
 
 class ReportProblem(Protocol):
@@ -105,7 +96,7 @@ class StageReports(Protocol):
 
 
 _FAILING = ("failed", "errored")
-_COLUMNS = (
+CASE_COLUMNS = (
     "attempt_id",
     "project_id",
     "run_id",
@@ -346,7 +337,7 @@ async def _copy(
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver = cast(Any, raw.driver_connection)  # asyncpg's Connection, inside our transaction
-    await driver.copy_records_to_table("test_cases", records=records, columns=_COLUMNS)
+    await driver.copy_records_to_table("test_cases", records=records, columns=CASE_COLUMNS)
 
 
 def _clean(value: str | None) -> str | None:
