@@ -6,7 +6,9 @@ malformed value stops start-up with one clear line per bad value (`SettingsError
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -259,11 +261,18 @@ class OrchestratorSettings(CommonSettings):
         return _seconds(value)
 
 
+def default_workspace_dir() -> str:
+    """`$TMPDIR/comet-<uid>/workspaces`: per user, outside any checkout."""
+    return str(Path(tempfile.gettempdir()) / f"comet-{os.getuid()}" / "workspaces")
+
+
 class WorkerSettings(CommonSettings):
     pool: str = "default"
     concurrency: int = Field(default=4, ge=1, le=256)
     labels: dict[str, str] = Field(default_factory=dict)
-    workspace_dir: str = ".comet/workspaces"
+    # Outside any project tree: tools that look upward for their configuration (pytest's rootdir,
+    # eslint, editorconfig) must find the stage's checkout, never files around the workspace.
+    workspace_dir: str = Field(default_factory=default_workspace_dir)
     git_cache_dir: str = ".comet/git-cache"
     lease_s: float = 15.0
     heartbeat_s: float = 3.0

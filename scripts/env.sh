@@ -17,5 +17,7 @@ export COMET_KAFKA_BOOTSTRAP_SERVERS="${COMET_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1
 export COMET_API_HOST="${COMET_API_HOST:-127.0.0.1}"
 export COMET_API_PORT="${COMET_API_PORT:-8000}"
 export COMET_GIT_CACHE_DIR="${COMET_GIT_CACHE_DIR:-$COMET_HOME/git-cache}"
-export COMET_WORKSPACE_DIR="${COMET_WORKSPACE_DIR:-$COMET_HOME/workspaces}"
+# Stages' workspaces live outside this checkout: tools that look upward for their configuration
+# (pytest's rootdir, eslint) must find the stage's own files, not Comet's.
+export COMET_WORKSPACE_DIR="${COMET_WORKSPACE_DIR:-${TMPDIR:-/tmp}/comet-$(id -u)/workspaces}"
 COMET="$ROOT/.venv/bin/comet"

@@ -142,7 +142,7 @@ def summarise(cases: Iterable[CaseResult]) -> CaseSummary:
 
 def _case(element: Element, suite: _Suite | None, root: Path | None, limits: TextLimits) -> CaseResult:
     name = element.get("name") or ""
-    classname = (element.get("classname") or "").strip()
+    classname = _relative_classname((element.get("classname") or "").strip(), root)
     file = element.get("file") or (suite.file if suite else None)
     file = _relative(file, root) if file else None
     if not classname and not file and suite is not None:
@@ -206,6 +206,21 @@ def _output(out_elements: Sequence[Element], err_elements: Sequence[Element], li
 def _skipped_by_attribute(element: Element) -> bool:
     words = (element.get("status"), element.get("result"))
     return any(word is not None and word.strip().lower() in _SKIPPED_WORDS for word in words)
+
+
+def _relative_classname(classname: str, root: Path | None) -> str:
+    """A classname a tool dotted from a directory above the workspace (pytest, when its rootdir is
+    found higher up: `.comet.workspaces.<attempt>.checkout.tests.test_x`) loses the workspace's
+    part, so a test keeps its key from one attempt to the next. Only prefixes holding at least the
+    workspace's last two directories (the attempt's own) are taken off."""
+    if root is None or not classname:
+        return classname
+    parts = [p for p in root.as_posix().split("/") if p]
+    for start in range(max(len(parts) - 1, 0)):
+        prefix = ".".join(parts[start:]) + "."
+        if classname.startswith(prefix):
+            return classname[len(prefix) :]
+    return classname
 
 
 def _relative(file: str, root: Path | None) -> str:

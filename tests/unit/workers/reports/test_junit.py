@@ -281,3 +281,25 @@ def test_an_error_before_a_failure_makes_the_case_errored_and_the_first_verdict_
     xml = '<testsuite><testcase name="t"><error message="teardown"/><failure message="call"/></testcase></testsuite>'
     (case,) = parse_text(xml)
     assert (case.status, case.message) == ("errored", "teardown")
+
+
+def test_a_classname_dotted_from_above_the_workspace_keeps_one_key_across_attempts() -> None:
+    def case_in(attempt: str) -> str:
+        root = Path(f"/srv/comet/.comet/workspaces/{attempt}/checkout")
+        dotted = f".comet.workspaces.{attempt}.checkout.tests.unit.test_calc"
+        (case,) = parse_junit(
+            io.BytesIO(f'<testsuite><testcase classname="{dotted}" name="test_add"/></testsuite>'.encode()),
+            root=root,
+        )
+        assert case.classname == "tests.unit.test_calc"
+        return case.key
+
+    assert case_in("attempt-1") == case_in("attempt-2")
+
+
+def test_a_package_merely_named_like_the_checkout_directory_keeps_its_classname() -> None:
+    (case,) = parse_junit(
+        io.BytesIO(b'<testsuite><testcase classname="checkout.tests.test_cart" name="t"/></testsuite>'),
+        root=Path("/w/attempt-1/checkout"),
+    )
+    assert case.classname == "checkout.tests.test_cart"
