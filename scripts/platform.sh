@@ -6,6 +6,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUN_DIR="$COMET_HOME/run"
 PROCS=(api orchestrator worker-1 worker-2)
+PRESET_DB= PRESET_KAFKA=
 
 prepare() {
   "$ROOT/scripts/python.sh" -c "" # installs uv and the locked dependencies when missing
@@ -47,6 +48,13 @@ stop_all() {
   done
 }
 
+interrupted() {
+  [ -n "$TAIL" ] && kill "$TAIL" 2>/dev/null
+  stop_all
+  [ -n "$KAFKA_WAS_UP$PRESET_KAFKA" ] || "$ROOT/scripts/kafka.sh" stop
+  [ -n "$PG_WAS_UP$PRESET_DB" ] || "$ROOT/scripts/postgres.sh" stop
+}
+
 wait_ready() {
   local i
   for i in $(seq 1 300); do
@@ -80,9 +88,14 @@ MSG
 
 case "${1:-}" in
   run)
+    # Ctrl-C stops what this command started: the Comet processes, the log tail, and the
+    # services unless they were running before it (`make services`) or are given by address.
+    "$ROOT/scripts/kafka.sh" status >/dev/null 2>&1 && KAFKA_WAS_UP=1 || KAFKA_WAS_UP=
+    "$ROOT/scripts/postgres.sh" status >/dev/null 2>&1 && PG_WAS_UP=1 || PG_WAS_UP=
+    TAIL=
+    trap 'echo; say "stopping"; interrupted; exit 0' INT TERM
     prepare
     stop_all
-    trap 'echo; say "stopping"; stop_all; exit 0' INT TERM
     start_all
     wait_ready
     banner
