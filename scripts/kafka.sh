@@ -42,7 +42,7 @@ start() {
       -c "$DIR/server.properties" >"$DIR/logs/format.log" 2>&1 || { cat "$DIR/logs/format.log" >&2; die "kafka storage format failed"; }
   fi
   say "starting Kafka $KAFKA_VERSION on 127.0.0.1:$PORT"
-  nohup java -cp "$LIB/*" "${jopts[@]}" kafka.Kafka "$DIR/server.properties" \
+  setsid nohup java -cp "$LIB/*" "${jopts[@]}" kafka.Kafka "$DIR/server.properties" \
     >"$DIR/logs/stdout.log" 2>&1 </dev/null &
   echo $! > "$PIDFILE"
   local i

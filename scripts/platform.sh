@@ -21,7 +21,9 @@ prepare() {
 
 start_one() {
   local name="$1"; shift
-  "$COMET" "$@" >>"$RUN_DIR/$name.log" 2>&1 &
+  # A session of its own: Ctrl-C reaches only this script, whose trap stops each process with
+  # SIGTERM (a drain), in order, then the services.
+  setsid "$COMET" "$@" >>"$RUN_DIR/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN_DIR/$name.pid"
 }
 
@@ -104,9 +106,10 @@ case "${1:-}" in
     TAIL=$!
     while true; do
       for name in "${PROCS[@]}"; do
-        pid_alive "$RUN_DIR/$name.pid" || { kill "$TAIL" 2>/dev/null; say "$name exited; stopping"; stop_all; exit 1; }
+        # On Ctrl-C the processes stop themselves too, and may be seen gone before the trap runs.
+        pid_alive "$RUN_DIR/$name.pid" || { say "$name exited; stopping"; interrupted; exit 1; }
       done
-      sleep 1
+      sleep 1 || true  # a Ctrl-C kills the sleep; under `set -e` that must not end the script before its trap
     done ;;
   up)
     prepare
