@@ -109,6 +109,7 @@ def _spec(definition: PipelineDefinition, stage: StageSpec, leg: _Leg) -> dict[s
         "approval": stage.approval,
         "matrix": dict(leg.values),
         "coverage_min": None if stage.coverage is None else stage.coverage.min,
+        "checkout": stage.checkout,
     }
     if leg.node is not None:
         spec["node"] = {"index": leg.node[0], "total": leg.node[1]}

@@ -257,6 +257,7 @@ class StageSpec(_Model):
     split: Split | None = None
     environment: str | None = Field(default=None, min_length=1, description="records a Deployment")
     approval: bool = False
+    checkout: bool = Field(default=True, description="false: the stage starts in an empty workspace")
 
     @field_validator("needs")
     @classmethod

@@ -142,7 +142,8 @@ class AttemptRunner:
         """Check out the commit, run the script, read its reports."""
         claim = attempt.claim
         try:
-            await self._git.checkout(claim.repo_url, claim.sha, workspace.path)
+            if claim.spec.get("checkout", True):
+                await self._git.checkout(claim.repo_url, claim.sha, workspace.path)
         except GitError as exc:
             failure = (FailureKind.CHECKOUT_FAILED.value, f"checkout of {claim.sha[:12]} failed: {exc}")
             await shipper.note(failure[1])

@@ -67,6 +67,27 @@ stages:
     assert "python=3.12 db=pg" in leg_log
 
 
+async def test_a_stage_with_checkout_false_starts_in_an_empty_workspace(
+    platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
+) -> None:
+    definition = """
+stages:
+  fetchless:
+    checkout: false
+    run: echo "entries=$(ls -A | wc -l)"
+  checked-out:
+    run: echo "checked out $(test -f .comet.yml && git rev-parse HEAD)"
+"""
+    project = await _project(sessions, tmp_path, definition)
+    run = await wait_for_run(sessions, await start_run(sessions, Topics(namespace), project))
+
+    assert run.status == "succeeded", run.failure_reason
+    stages = await stages_of(sessions, run.id)
+    attempts = {a.stage_id: a for a in await attempts_of(sessions, run.id)}
+    assert "entries=0" in await log_of(sessions, attempts[stages["fetchless"].id].id)
+    assert f"checked out {run.sha}" in await log_of(sessions, attempts[stages["checked-out"].id].id)
+
+
 async def test_a_failed_stage_is_retried_as_a_new_attempt_and_can_succeed(
     platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
 ) -> None:

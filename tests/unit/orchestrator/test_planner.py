@@ -126,6 +126,7 @@ def test_spec_holds_everything_a_worker_needs_and_is_json() -> None:
         "approval": True,
         "matrix": {},
         "coverage_min": None,
+        "checkout": True,
     }
     assert json.loads(json.dumps(deploy.spec)) == deploy.spec
     assert stages[0].spec["reports"] is None

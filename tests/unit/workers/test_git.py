@@ -208,6 +208,10 @@ async def test_checkout_from_a_local_path_into_an_empty_directory(
     await cache.checkout(str(origin.path), origin.second, dest)
     assert (dest / "README").read_text() == "hi\n"
     assert git(dest, "rev-parse", "HEAD") == origin.second
+    # A real repository a stage can ask about: history through the borrowed objects, a clean tree.
+    assert git(dest, "log", "--format=%H") == f"{origin.second}\n{origin.first}"
+    assert git(dest, "status", "--porcelain") == ""
+    assert git(dest, "config", "remote.origin.url") == str(cache.mirror_path(str(origin.path)))
 
 
 async def test_commit_pushed_after_the_mirror_was_made_is_fetched_on_demand(
