@@ -128,7 +128,8 @@ class AttemptRunner:
             try:
                 await shipper.close()
             finally:
-                self._workspaces.remove(workspace)
+                # Off the loop: a big checkout takes a while to delete.
+                await asyncio.to_thread(self._workspaces.remove, workspace)
         ended = datetime.now(UTC)
         outcome = _outcome(ran.result, ran.failure, AttemptStatus.FAILED)
         if attempt.handed_back:
