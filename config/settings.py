@@ -279,10 +279,11 @@ class WorkerSettings(CommonSettings):
     kill_grace_s: float = 10.0
     drain_timeout_s: float = 300.0
     log_flush_s: float = 0.2
-    # With free slots, every `sweep_s` claim attempts of the pool queued for longer than
-    # `stale_dispatch_s` whose dispatch event no worker took (Postgres is the source of truth).
+    # With free slots, a worker claims the oldest attempts of its pool queued in Postgres when the
+    # orchestrator notifies (at once), when a slot frees up, and every `sweep_s`; `stale_dispatch_s`
+    # leaves younger attempts to the Kafka dispatch path (0: take any).
     sweep_s: float = Field(default=1.0, gt=0)
-    stale_dispatch_s: float = Field(default=2.0, ge=0)
+    stale_dispatch_s: float = Field(default=0.0, ge=0)
     log_cap_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Decrypts project secrets for stages; without it, stages get no secrets.
     secret_key: SecretStr | None = Field(default=None, min_length=32)

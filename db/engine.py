@@ -11,6 +11,7 @@ their connections warm and the idle ones age out.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event, exc
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from config.settings import CommonSettings
 
@@ -62,8 +64,24 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         raise exc.DisconnectionError(f"idle connection is gone: {error!r}") from error
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def make_sessionmaker(
+    engine: AsyncEngine,
+    *,
+    after_commit: Callable[[Session], None] | None = None,
+    after_rollback: Callable[[Session], None] | None = None,
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions of `engine`; with hooks, called after each commit / rollback of one of them (on a
+    session class of their own, so other sessionmakers in the process are not affected)."""
+    if after_commit is None and after_rollback is None:
+        return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    session_class = type("HookedSession", (Session,), {})
+    if after_commit is not None:
+        event.listen(session_class, "after_commit", after_commit)
+    if after_rollback is not None:
+        event.listen(session_class, "after_rollback", after_rollback)
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, sync_session_class=session_class
+    )
 
 
 def asyncpg_dsn(database_url: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from config.settings import CommonSettings
 from db.engine import asyncpg_dsn, make_engine, make_sessionmaker
@@ -20,6 +21,7 @@ from db.schema_version import REQUIRED, database_revision, too_old
 from events.admin import TopicAdmin
 from events.faults import is_transient
 from events.health import HealthServer
+from events.outbox import COMMITTED
 from events.probe import kafka_answers
 from events.producer import EventProducer
 from events.relay import OutboxRelay
@@ -48,7 +50,9 @@ class Backbone:
     def __post_init__(self) -> None:
         s = self.settings
         self.engine = make_engine(s, application_name=f"comet-{self.process}")
-        self.sessions = make_sessionmaker(self.engine)
+        self.sessions = make_sessionmaker(
+            self.engine, after_commit=self._committed, after_rollback=self._rolled_back
+        )
         self.topics = Topics(s.topic_namespace)
         self.admin = TopicAdmin(s.kafka_bootstrap_servers, partitions=s.kafka_partitions)
         self.producer = EventProducer(s.kafka_bootstrap_servers, client_id=f"comet-{self.process}")
@@ -124,7 +128,19 @@ class Backbone:
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
 
     def wake_relay(self) -> None:
-        self.relay.wake()
+        """This process committed outbox rows. Events written through `self.sessions` are already
+        being handed to Kafka; the relay only needs waking when it does not hand off."""
+        if not (self.relay_enabled and self.relay.hands_off):
+            self.relay.wake()
+
+    def _committed(self, session: Session) -> None:
+        events = session.info.pop(COMMITTED, None)
+        if events and self.relay_enabled:
+            self.relay.publish_committed(events)
+
+    @staticmethod
+    def _rolled_back(session: Session) -> None:
+        session.info.pop(COMMITTED, None)
 
     async def stop(self) -> None:
         self.ready, self.status = False, "stopping"

@@ -1,5 +1,11 @@
 """Writing events: an event is a row in the outbox, inserted in the same transaction as the state
-change it describes. The relay publishes it; the row stays as the run's history."""
+change it describes. The row stays as the run's history.
+
+Publishing: when the transaction commits, the events it wrote are handed straight to the
+process's producer (`COMMITTED` in the session's info collects them; the backbone's sessions
+publish them after commit, see `events/backbone.py`), and their rows are marked published. The
+relay is the safety net for whatever that did not publish (a crash, Kafka down): correctness rests
+on the rows, speed on the hand-off."""
 
 from __future__ import annotations
 
@@ -21,6 +27,10 @@ class PendingEvent:
     envelope: Envelope
     # Kept in the run's history but never published (marked published as it is written).
     history_only: bool = False
+
+
+# Session info key: the events written in the session's current transaction, to publish on commit.
+COMMITTED = "comet_outbox_events"
 
 
 def _run_id(envelope: Envelope) -> uuid.UUID | None:
@@ -48,3 +58,4 @@ async def add_events(session: AsyncSession, events: Sequence[PendingEvent]) -> N
             for e in events
         ],
     )
+    session.info.setdefault(COMMITTED, []).extend(e for e in events if not e.history_only)

@@ -1,7 +1,10 @@
 """The outbox relay: publishes committed outbox rows to Kafka and marks them published.
 
-Woken by `LISTEN comet_outbox` (a trigger notifies on every insert, delivered at commit), by
-`wake()` from its own process right after a commit, and by a slow sweep as a safety net. Rows are
+Events a transaction of this process commits are handed straight to the producer
+(`publish_committed`, from the backbone's sessions) and their rows marked published: no round trip
+through the table on the hot path. The relay itself publishes the rest: woken by `LISTEN
+comet_outbox` (a trigger notifies on every insert, delivered at commit), by `wake()`, and by a slow
+sweep as a safety net. Rows are
 taken with `FOR UPDATE SKIP LOCKED`, so relays in several processes share the work without
 publishing a row twice; a crash between publish and mark publishes it again, and consumers'
 inboxes make that harmless.
@@ -28,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from events.admin import TopicAdmin
 from events.listen import listen_forever
+from events.outbox import PendingEvent
 from events.producer import EventProducer, OutgoingMessage, PublishError
 
 log = structlog.get_logger(__name__)
@@ -44,6 +48,9 @@ _EARLIER = text(
 NOTIFY_GRACE_S = 0.05
 HELD_BACK_RETRY_S = 0.02
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+_MARK_EVENTS = text(
+    "UPDATE outbox SET published_at = now() WHERE event_id = ANY(:ids) AND published_at IS NULL"
+)
 
 
 class OutboxRelay:
@@ -71,10 +78,43 @@ class OutboxRelay:
         self.published = 0
         self.held_back = 0
         self._holding = False
+        self._running = False
+        self._handoffs: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """This process committed outbox rows: publish them now."""
         self._wake.set()
+
+    @property
+    def hands_off(self) -> bool:
+        """Whether committed events are handed straight to the producer (the relay is running)."""
+        return self._running and not self._stopping
+
+    def publish_committed(self, events: Sequence[PendingEvent]) -> None:
+        """Publish the events a transaction of this process just committed, without a round trip
+        through the outbox table; what fails is left to the relay (woken to take it)."""
+        if not events:
+            return
+        if not self.hands_off:
+            self._wake.set()
+            return
+        task = asyncio.get_running_loop().create_task(self._hand_off(list(events)))
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+
+    async def _hand_off(self, events: list[PendingEvent]) -> None:
+        try:
+            await self._admin.ensure(sorted({e.topic for e in events}))
+            await self._producer.send_many(
+                [OutgoingMessage(e.topic, e.envelope.key.encode(), e.envelope.encode()) for e in events]
+            )
+            async with self._sessions.begin() as session:
+                await session.execute(_MARK_EVENTS, {"ids": [e.envelope.event_id for e in events]})
+        except Exception as exc:
+            log.info("hand-off to Kafka failed; the relay publishes from the outbox", error=repr(exc))
+            self._wake.set()
+            return
+        self.published += len(events)
 
     def _on_notify(self) -> None:
         self._notified.set()
@@ -126,6 +166,7 @@ class OutboxRelay:
         listener = asyncio.create_task(self._listen()) if self._dsn else None
         backoff = 0.1
         hold = HELD_BACK_RETRY_S
+        self._running = True
         try:
             while not self._stopping:
                 await self._next_wake()
@@ -144,6 +185,9 @@ class OutboxRelay:
                     backoff = min(backoff * 2, 5.0)
                     self._wake.set()
         finally:
+            self._running = False
+            if self._handoffs:
+                await asyncio.wait(set(self._handoffs), timeout=5)
             if listener:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.repositories.attempts import database_started_within, reap_expired, take_due_retries
+from db.repositories.run_state import notify_dispatch
 from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
@@ -75,6 +76,7 @@ class LeaseReaper:
                 for a in lost
             ]
             due = await take_due_retries(session)
+            await notify_dispatch(session, {d.pool for d in due})
             events += [
                 PendingEvent(
                     self._topics.dispatch(d.pool),

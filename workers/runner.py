@@ -128,8 +128,7 @@ class AttemptRunner:
             try:
                 await shipper.close()
             finally:
-                # Off the loop: a big checkout takes a while to delete.
-                await asyncio.to_thread(self._workspaces.remove, workspace)
+                self._workspaces.remove(workspace)
         ended = datetime.now(UTC)
         outcome = _outcome(ran.result, ran.failure, AttemptStatus.FAILED)
         if attempt.handed_back:

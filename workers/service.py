@@ -53,6 +53,7 @@ class WorkerService:
         )
         self.running: dict[uuid.UUID, RunningAttempt] = {}
         self._claiming = asyncio.Lock()
+        self._work_waiting = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.consumer = EventConsumer(
@@ -91,12 +92,19 @@ class WorkerService:
                 await self._record_starts(session, claims, dispatched)
             self._start(claims)
 
-    async def _sweep(self) -> None:
-        """Every `sweep_s`, with free slots, claim attempts of this pool queued for longer than
-        `stale_dispatch_s` that no worker took from Kafka (their dispatch sits in the partition of
-        a worker that died, or Kafka is down)."""
+    async def _claim_queued(self) -> None:
+        """Claim, oldest first, attempts of this pool queued in Postgres, up to the free slots:
+        woken by `NOTIFY comet_dispatch` as soon as the orchestrator's commit queues one, when a
+        slot frees up, and every `sweep_s` in case a notification was missed. Postgres is the
+        queue; the dispatch event on Kafka is a second, ordered way to the same claim. So a free
+        worker never waits behind a busy one's partitions, nor for a dead one's session timeout."""
         while True:
-            await asyncio.sleep(self.settings.sweep_s)
+            # asyncio.timeout, not wait_for: under 3.11 wait_for can swallow the task's own
+            # cancellation when the event is set at the same moment (the worker then never stops).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.sweep_s):
+                    await self._work_waiting.wait()
+            self._work_waiting.clear()
             if self._free_slots() <= 0:
                 continue
             try:
@@ -111,11 +119,16 @@ class WorkerService:
                             limit=self._free_slots(),
                         )
                         await self._record_starts(session, claims, {})
-                    if claims:
-                        log.info("claimed attempts whose dispatch no worker took", count=len(claims))
                     self._start(claims)
             except Exception as exc:
-                log.warning("dispatch sweep failed", error=repr(exc))
+                log.warning("claiming queued attempts failed", error=repr(exc))
+                continue
+            if claims and self._free_slots() > 0:
+                self._work_waiting.set()  # there may be more
+
+    def _on_dispatch_notice(self, pool: str) -> None:
+        if pool == self.settings.pool:
+            self._work_waiting.set()
 
     async def _record_starts(
         self, session: AsyncSession, claims: list[attempts_repo.Claim], causes: dict[uuid.UUID, Envelope]
@@ -165,6 +178,7 @@ class WorkerService:
         finally:
             self.running.pop(attempt.claim.attempt_id, None)
             self.consumer.capacity_changed()
+            self._work_waiting.set()  # a slot is free: take what waits
 
     async def _heartbeats(self) -> None:
         while True:
@@ -202,7 +216,12 @@ class WorkerService:
                 attempt.cancel.set()
 
     async def _listen_cancels(self) -> None:
-        await listen_forever(asyncpg_dsn(self.settings.database_url), "comet_cancel", self._on_cancel_notice)
+        await listen_forever(
+            asyncpg_dsn(self.settings.database_url),
+            {"comet_cancel": self._on_cancel_notice, "comet_dispatch": self._on_dispatch_notice},
+            # Notifications sent while reconnecting are lost: look for queued work at once.
+            on_connect=self._work_waiting.set,
+        )
 
     def _on_cancel_notice(self, payload: str) -> None:
         with contextlib.suppress(ValueError):
@@ -224,7 +243,7 @@ class WorkerService:
             asyncio.create_task(self.consumer.run(), name="worker-consumer"),
             asyncio.create_task(self._heartbeats(), name="heartbeats"),
             asyncio.create_task(self._listen_cancels(), name="cancel-listener"),
-            asyncio.create_task(self._sweep(), name="dispatch-sweep"),
+            asyncio.create_task(self._claim_queued(), name="claim-queued"),
             asyncio.create_task(self._ready_when_consuming(), name="readiness"),
         ]
         log.info(

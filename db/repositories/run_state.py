@@ -208,6 +208,18 @@ async def insert_attempts(session: AsyncSession, attempts: Sequence[NewAttempt])
             for a in attempts
         ],
     )
+    await notify_dispatch(session, {a.pool for a in attempts if a.dispatch_at is None})
+
+
+_NOTIFY_DISPATCH = text(
+    "SELECT pg_notify('comet_dispatch', pool) FROM unnest(CAST(:pools AS text[])) AS pool"
+)
+
+
+async def notify_dispatch(session: AsyncSession, pools: set[str]) -> None:
+    """Wake the idle workers of `pools` when the transaction commits: attempts wait for them."""
+    if pools:
+        await session.execute(_NOTIFY_DISPATCH, {"pools": sorted(pools)})
 
 
 _CANCEL_QUEUED = text(
