@@ -72,6 +72,7 @@ class KafkaConnector:
         self.max_delay_s = max_delay_s
         self.connected = asyncio.Event()
         self._starting = False
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -80,7 +81,7 @@ class KafkaConnector:
     async def _run(self) -> None:
         servers = self.backbone.settings.kafka_bootstrap_servers
         delay = 0.5
-        while True:
+        while not self._stopping.is_set():
             # Probe first: a cheap client that always closes, so failed attempts leave nothing open.
             if await kafka_answers(servers, timeout_s=3.0):
                 self._starting = True
@@ -96,11 +97,16 @@ class KafkaConnector:
                     self._starting = False
             else:
                 log.warning("kafka not reachable; runs are kept in the outbox", retry_in_s=delay)
-            await asyncio.sleep(delay)
+            # Not a bare sleep: a cancel that an awaited client swallowed (3.11's wait_for can) must
+            # still end the loop, so stop() also sets the event this waits on.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
             delay = min(delay * 2, self.max_delay_s)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._stopping.set()
         if task is None:
             return
         if self._starting:

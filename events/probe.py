@@ -15,7 +15,8 @@ async def kafka_answers(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
     """True when a broker at `bootstrap_servers` answers a metadata request."""
     client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
     try:
-        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: it can swallow a cancel on 3.11
+            await client.bootstrap()
         return bool(client.cluster.brokers())
     except Exception:
         return False
