@@ -30,6 +30,12 @@ user_app = typer.Typer(no_args_is_help=True, help="Manage users.")
 app.add_typer(user_app, name="user")
 demo_app = typer.Typer(no_args_is_help=True, help="The demo that `make run` sets up.")
 app.add_typer(demo_app, name="demo")
+replay_app = typer.Typer(
+    no_args_is_help=True, help="Replay webhooks and events; rebuild and verify state from the log."
+)
+app.add_typer(replay_app, name="replay")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, redrive, discard.")
+app.add_typer(dlq_app, name="dlq")
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -137,6 +143,17 @@ def schema() -> None:
     from schemas.pipeline import definition_json_schema
 
     typer.echo(json.dumps(definition_json_schema(), indent=2))
+
+
+# -- comet replay webhooks ----------------------------------------------------------------------
+
+# -- comet replay events / comet replay run -----------------------------------------------------
+
+# -- comet replay rebuild / verify --------------------------------------------------------------
+
+# -- comet dlq ----------------------------------------------------------------------------------
+
+# -- comet backup / restore ---------------------------------------------------------------------
 
 
 @demo_app.command("seed")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -105,13 +105,19 @@ async def test_run_states_are_reported_to_github_with_retries_and_never_block_th
     assert success["headers"]["Authorization"] == "Bearer ghp_test_token"
     assert success["json"]["context"] == "comet/ci"
     assert success["json"]["target_url"].endswith(f"/api/v1/runs/{run_id}")
-    async with sessions() as session:
-        rows = (
-            await session.scalars(select(CommitStatusReport).where(CommitStatusReport.run_id == run_id))
-        ).all()
-    delivered = [r for r in rows if r.status == "delivered"]
-    assert any(r.state == "success" for r in delivered)
-    assert sum(r.attempts for r in rows) >= 3, "the two failures were not retried"
+
+    async def reports() -> Sequence[CommitStatusReport]:
+        async with sessions() as session:
+            return (
+                await session.scalars(select(CommitStatusReport).where(CommitStatusReport.run_id == run_id))
+            ).all()
+
+    # The provider answered; the reporter records the delivery just after that.
+    async with asyncio.timeout(10):
+        while not any(r.state == "success" and r.status == "delivered" for r in await reports()):
+            await asyncio.sleep(0.05)
     await asyncio.sleep(1.5)  # an older state still queued would be sent by now
+    rows = await reports()
+    assert sum(r.attempts for r in rows) >= 3, "the two failures were not retried"
     assert recorder.calls[-1]["json"]["state"] == "success", "an older state was sent after success"
     assert all(r.status in ("delivered", "superseded") for r in rows), [(r.state, r.status) for r in rows]
