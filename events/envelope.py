@@ -1,7 +1,9 @@
 """The one envelope every Comet event travels in, and the one way to encode and decode it.
 
 Decoding never raises anything but `UndecodableEvent`, whose message says what was wrong; the
-consumer wrapper sends such messages to the dead-letter topic with that reason.
+consumer wrapper sends such messages to the dead-letter topic with that reason. An event written
+at an older `schema_version` is upcast (events/upcasting.py) before its payload is validated, so
+what `decode()` returns is always in today's shape.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import events.upcasters  # noqa: F401  (registers every upcaster in UPCASTERS)
+from events.upcasting import UPCASTERS, UpcastError
 from schemas.events import EVENT_MODELS, EventPayload
 from schemas.ids import uuid7
 
@@ -26,7 +30,7 @@ class Envelope(BaseModel):
 
     event_id: uuid.UUID
     type: str
-    schema_version: int = 1
+    schema_version: int = Field(default=1, ge=1)
     occurred_at: datetime
     key: str
     correlation_id: str
@@ -54,6 +58,7 @@ def new_envelope(
     return Envelope(
         event_id=event_id,
         type=payload.event_type(),
+        schema_version=payload.schema_version(),
         occurred_at=occurred_at or datetime.now(UTC),
         key=key,
         correlation_id=correlation_id or str(event_id),
@@ -84,11 +89,21 @@ def decode(raw: bytes | None) -> Envelope:
             f"{envelope.type} schema_version {envelope.schema_version} is newer than this "
             f"process understands ({model.schema_version()})"
         )
+    payload = envelope.payload
+    if envelope.schema_version < model.schema_version():
+        try:
+            payload = UPCASTERS.upcast(
+                envelope.type, envelope.schema_version, model.schema_version(), payload
+            )
+        except UpcastError as exc:
+            raise UndecodableEventError(str(exc)) from None
     try:
-        model.model_validate(envelope.payload)
+        model.model_validate(payload)
     except ValidationError as exc:
         raise UndecodableEventError(f"invalid {envelope.type} payload: {_first_error(exc)}") from None
-    return envelope
+    if payload is envelope.payload:
+        return envelope
+    return envelope.model_copy(update={"payload": payload, "schema_version": model.schema_version()})
 
 
 def _first_error(exc: ValidationError) -> str:

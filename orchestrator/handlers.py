@@ -216,7 +216,7 @@ class RunEngine:
             reason = f"cancelled by a newer run in concurrency group {group!r}" + (
                 f" (#{number})" if number else ""
             )
-            payload = RunCancelRequested(run_id=other, reason=reason)
+            payload = RunCancelRequested(run_id=other, source="concurrency_group", reason=reason)
             work.events.append(self._emit(self._topics.run_commands, payload, cause, other))
         return dataclasses.replace(planned_input, admission=admission.action, refusal=admission.reason)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -36,9 +36,17 @@ class RunRequested(EventPayload):
     trigger: dict[str, Any] = {}
 
 
+CancelSource = Literal["user", "concurrency_group"]
+
+
 class RunCancelRequested(EventPayload):
+    """Version 2 added `source` (version 1 said who cancelled only in the prose of `reason`;
+    its upcaster is events/upcasters/run_cancel_requested.py)."""
+
     TYPE = "run.cancel_requested"
+    VERSION = 2
     run_id: uuid.UUID
+    source: CancelSource
     reason: str = "cancelled by a user"
     actor_id: uuid.UUID | None = None
 

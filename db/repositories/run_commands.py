@@ -59,7 +59,7 @@ async def request_cancel(
     run = await _locked_run(session, run_id)
     if RunStatus(run.status) in RUN_TERMINAL:
         raise StateConflictError(f"The run has already finished ({run.status}); there is nothing to cancel.")
-    payload = RunCancelRequested(run_id=run.id, reason=reason, actor_id=actor_id)
+    payload = RunCancelRequested(run_id=run.id, source="user", reason=reason, actor_id=actor_id)
     return await _record(session, topics, run, payload, correlation_id)
 
 

@@ -78,7 +78,7 @@ async def test_an_outbox_event_reaches_the_consumer_once_and_a_redelivery_change
     backbone: Backbone,
 ) -> None:
     topic = backbone.topics.run_commands
-    envelope = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k1")
+    envelope = new_envelope(RunCancelRequested(run_id=uuid.uuid4(), source="user"), key="k1")
     async with backbone.sessions.begin() as session:
         await add_events(session, [PendingEvent(topic, envelope)])
     backbone.wake_relay()
@@ -105,7 +105,7 @@ async def test_an_undecodable_message_is_dead_lettered_with_its_reason_and_the_c
     backbone: Backbone,
 ) -> None:
     topic = backbone.topics.stage_results
-    good = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k2")
+    good = new_envelope(RunCancelRequested(run_id=uuid.uuid4(), source="user"), key="k2")
     await backbone.producer.send_many(
         [
             OutgoingMessage(topic, b"k2", b"{not json"),
@@ -156,7 +156,7 @@ async def test_committed_offsets_mean_a_restarted_consumer_does_not_see_old_even
     backbone: Backbone,
 ) -> None:
     topic = backbone.topics.webhooks
-    first = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k3")
+    first = new_envelope(RunCancelRequested(run_id=uuid.uuid4(), source="user"), key="k3")
     await backbone.producer.send_many([OutgoingMessage(topic, b"k3", first.encode())])
     handler = CountingHandler(backbone, "restart-test")
     consumer = _consumer(backbone, handler, topic)
@@ -165,7 +165,7 @@ async def test_committed_offsets_mean_a_restarted_consumer_does_not_see_old_even
     consumer.stop()
     await task
 
-    second = new_envelope(RunCancelRequested(run_id=uuid.uuid4()), key="k3")
+    second = new_envelope(RunCancelRequested(run_id=uuid.uuid4(), source="user"), key="k3")
     await backbone.producer.send_many([OutgoingMessage(topic, b"k3", second.encode())])
     again = CountingHandler(backbone, "restart-test")
     consumer = _consumer(backbone, again, topic)
