@@ -27,19 +27,14 @@ from events.outbox import PendingEvent, add_events
 from events.topics import Topics
 from orchestrator.concurrency import GroupMember, admit, next_to_release
 from orchestrator.decide import decide
+from orchestrator.inputs import input_of
 from orchestrator.model import (
-    Approved,
-    AttemptFinishedInput,
-    AttemptStartedInput,
     CancelAttempts,
-    CancelRequested,
     DispatchAttempt,
     GroupReleased,
     Input,
     Planned,
-    RetryRequested,
     RunState,
-    TestOutcome,
 )
 from orchestrator.planning import DefinitionReader, plan_run
 from orchestrator.selection import apply_selection, selection_from_trigger
@@ -47,13 +42,10 @@ from orchestrator.status_events import status_changes
 from orchestrator.webhooks import DeliveryPlan, apply_delivery, plan_delivery
 from schemas.events import (
     AttemptDispatched,
-    AttemptFinished,
-    AttemptStarted,
     RunCancelRequested,
     RunGroupReleased,
     RunNote,
     RunRequested,
-    StageApproved,
     WebhookReceived,
 )
 from schemas.ids import uuid7
@@ -298,9 +290,11 @@ class RunEngine:
                 delivery = await get_delivery(session, payload.delivery_row_id)
                 project = None if delivery is None else await session.get(Project, payload.project_id)
                 if delivery is not None and project is not None:
-                    loaded.append((event_id, delivery, project.repo_url, payload.forced))
-        for event_id, delivery, repo_url, forced in loaded:
-            plans[event_id] = await plan_delivery(self._definitions, delivery, repo_url, forced=forced)
+                    loaded.append((event_id, delivery, project.repo_url, payload.forced, payload.replay_id))
+        for event_id, delivery, repo_url, forced, replay_id in loaded:
+            plans[event_id] = await plan_delivery(
+                self._definitions, delivery, repo_url, forced=forced, replay_id=replay_id
+            )
         return plans
 
     async def _plan_requested(self, batch: list[Received]) -> dict[uuid.UUID, Input]:
@@ -349,42 +343,5 @@ class RunEngine:
         async with self._sessions() as session:
             return await recorded_durations(session, project_id, stage)
 
-    @staticmethod
-    def _to_input(envelope: Envelope, planned: dict[uuid.UUID, Input]) -> tuple[uuid.UUID, Input] | None:
-        payload = envelope.typed()
-        match payload:
-            case RunRequested():
-                plan = planned.get(envelope.event_id)
-                return (payload.run_id, plan) if plan is not None else None
-            case AttemptStarted():
-                return payload.run_id, AttemptStartedInput(
-                    payload.stage, payload.number, payload.worker_id, started_at=payload.started_at
-                )
-            case AttemptFinished():
-                return payload.run_id, AttemptFinishedInput(
-                    payload.stage,
-                    payload.number,
-                    payload.status,
-                    payload.exit_code,
-                    payload.failure_kind,
-                    payload.failure_reason,
-                    started_at=payload.started_at,
-                    finished_at=payload.finished_at,
-                    tests=None
-                    if payload.tests is None
-                    else TestOutcome(
-                        failed=payload.tests.failed + payload.tests.errored,
-                        quarantined=payload.tests.quarantined,
-                        report_errors=payload.report_errors,
-                    ),
-                    line_rate=payload.line_rate,
-                )
-            case RunCancelRequested():
-                return payload.run_id, CancelRequested(payload.reason)
-            case StageApproved():
-                return payload.run_id, Approved(payload.stage)
-            case RunGroupReleased():
-                return payload.run_id, GroupReleased()
-            case _ if envelope.type == "run.retry_requested":
-                return uuid.UUID(envelope.payload["run_id"]), RetryRequested()
-        return None
+    # Which events are inputs, and the input each is: shared with the audit of a run's history.
+    _to_input = staticmethod(input_of)
