@@ -255,6 +255,19 @@ class Transactions:
         return Transactions(self.commits - other.commits, self.rollbacks - other.rollbacks)
 
 
+def read_marks(path: Path) -> dict[uuid.UUID, list[float]]:
+    """`<run id> <$EPOCHREALTIME>` lines by run (the decimal comma of some locales accepted);
+    lines that are not such a pair are ignored."""
+    starts: dict[uuid.UUID, list[float]] = {}
+    if not path.exists():
+        return starts
+    for line in path.read_text().splitlines():
+        run_id, _, at = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            starts.setdefault(uuid.UUID(run_id), []).append(float(at.replace(",", ".")))
+    return starts
+
+
 @dataclass
 class Platform:
     """What a scenario drives: the processes, an API client and a database connection."""
@@ -279,6 +292,15 @@ class Platform:
     @property
     def topics(self) -> Topics:
         return Topics(self.namespace)
+
+    @property
+    def marks(self) -> Path:
+        """The file stage scripts append `<run id> <$EPOCHREALTIME>` to (`@MARKS@` in a pipeline)."""
+        return self.root / "marks"
+
+    def script_starts(self) -> dict[uuid.UUID, list[float]]:
+        """When each run's stage scripts ran (wall clock, seconds), from the marks file."""
+        return read_marks(self.marks)
 
     # -- the bench's own queries (counted, so they can be told apart in pg_stat_database) -----
 
@@ -572,6 +594,8 @@ async def bench_platform(
         database_url = await _create_database(settings, db_name)
         created = True
         await asyncio.to_thread(upgrade, database_url)
+        marks = str(root / "marks")
+        pipelines = {name: text.replace("@MARKS@", marks) for name, text in pipelines.items()}
         shas = await asyncio.to_thread(make_repository, root / "repo", pipelines)
         user_id, project_id = await _seed(database_url, root / "repo", password)
         db = await asyncpg.connect(

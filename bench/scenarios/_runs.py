@@ -15,28 +15,29 @@ from dataclasses import dataclass, field
 from bench.platform import Platform, PlatformError
 from bench.stats import percentile
 
-ONE_STAGE = """\
+# Each stage's script notes the moment it runs ($EPOCHREALTIME, bash's wall clock, the same clock
+# as the bench's time.time()) in the platform's marks file (`@MARKS@`, see `bench.platform`): a
+# stage "started" when its script runs, not when a worker claimed it. printf is a bash builtin, so
+# the script costs what `true` does.
+MARK = 'printf \'%s %s\\n\' "$COMET_RUN_ID" "$EPOCHREALTIME" >> @MARKS@'
+
+ONE_STAGE = f"""\
 name: bench-one
 stages:
   only:
-    run: "true"
+    run: {MARK}
 """
 
-FAN_IN = """\
-name: bench-fan-in
-stages:
-  a:
-    run: "true"
-  b:
-    run: "true"
-  c:
-    run: "true"
-  d:
-    run: "true"
-  join:
-    needs: [a, b, c, d]
-    run: "true"
-"""
+
+def fan_in(*, checkout: bool = True) -> str:
+    """4 parallel stages and a fan-in, each only noting when its script ran."""
+    extra = "" if checkout else "\n    checkout: false"
+    stages = "".join(f"  {name}:\n    run: {MARK}{extra}\n" for name in "abcd")
+    return f"name: bench-fan-in\nstages:\n{stages}  join:\n    needs: [a, b, c, d]\n    run: {MARK}{extra}\n"
+
+
+FAN_IN = fan_in()
+FAN_IN_NO_CHECKOUT = fan_in(checkout=False)
 FAN_IN_STAGES = 5
 
 TERMINAL = ("succeeded", "failed", "cancelled")

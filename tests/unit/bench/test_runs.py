@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import time
 import uuid
+from pathlib import Path
 from typing import cast
 
 import pytest
 
-from bench.platform import Platform
+from bench.platform import Platform, read_marks
 from bench.scenarios._runs import (
     BatchResult,
     OpenLoop,
@@ -122,3 +123,24 @@ async def test_a_stream_left_without_end_is_cancelled_with_the_block() -> None:
     calls = api.calls
     await asyncio.sleep(0.1)
     assert api.calls == calls
+
+
+def test_the_bench_pipelines_are_valid_definitions_whose_stages_note_when_their_script_ran() -> None:
+    from bench.scenarios._runs import FAN_IN, FAN_IN_NO_CHECKOUT, ONE_STAGE
+    from schemas.pipeline import parse_definition
+
+    for text in (ONE_STAGE, FAN_IN, FAN_IN_NO_CHECKOUT):
+        definition = parse_definition(text.replace("@MARKS@", "/tmp/marks"))
+        for stage in definition.stages.values():
+            assert "$EPOCHREALTIME" in (stage.run or "")
+            assert ">> /tmp/marks" in (stage.run or "")
+    assert all(not s.checkout for s in parse_definition(FAN_IN_NO_CHECKOUT).stages.values())
+    assert all(s.checkout for s in parse_definition(FAN_IN).stages.values())
+
+
+def test_script_starts_are_read_per_run_from_the_marks_file(tmp_path: Path) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    marks = tmp_path / "marks"
+    assert read_marks(marks) == {}  # no stage ran yet
+    marks.write_text(f"{first} 100.25\n{second} 101,5\n{first} 99.75\nnot a line\n")
+    assert read_marks(marks) == {first: [100.25, 99.75], second: [101.5]}
