@@ -147,6 +147,34 @@ def schema() -> None:
 
 # -- comet replay webhooks ----------------------------------------------------------------------
 
+
+@replay_app.command("webhooks")
+def replay_webhooks(
+    since: Annotated[str, typer.Option(help="Start of the window: ISO 8601, or how long ago (2h, 3d).")],
+    until: Annotated[str | None, typer.Option(help="End of the window (default: now).")] = None,
+    project: Annotated[str | None, typer.Option(help="Only this project (name or id).")] = None,
+    provider: Annotated[str | None, typer.Option(help="Only github, gitlab or bitbucket.")] = None,
+    outcome: Annotated[str | None, typer.Option(help="Only accepted, ignored or rejected ones.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Start new runs even for deliveries that produced theirs.")
+    ] = False,
+    rate: Annotated[
+        float | None, typer.Option(min=0.1, help="Deliveries re-driven per second (default 200).")
+    ] = None,
+) -> None:
+    """Re-drive stored webhook deliveries of a time window through the live planning."""
+    from cli.replay_webhooks import Options, ReplayWebhooksError, run
+
+    options = Options(since, until, project, provider, outcome, dry_run, force, rate)
+    try:
+        run(_settings(OrchestratorSettings, "cli"), options)
+    except ReplayWebhooksError as exc:
+        raise CliError(str(exc)) from None
+
+
 # -- comet replay events / comet replay run -----------------------------------------------------
 
 # -- comet replay rebuild / verify --------------------------------------------------------------

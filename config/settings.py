@@ -50,6 +50,10 @@ class CommonSettings(BaseSettings):
     # (off when unset; the API serves its own on COMET_API_PORT).
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=1, le=65535)
+    # -- webhook replay (issue 11, docs/decisions/0018) -----------------------------------------
+    # Deliveries per second `comet replay webhooks` re-drives (its --rate): paced so that live
+    # webhooks keep their latency while a large window is replayed.
+    webhook_replay_rate: float = Field(default=200.0, gt=0, le=100_000)
 
     @field_validator("kafka_session_timeout_s", mode="before")
     @classmethod
@@ -111,6 +115,11 @@ class ApiSettings(CommonSettings):
     secret_key: SecretStr = Field(min_length=32)
     redis_url: str | None = None
     max_body_bytes: int = 25 * 1024 * 1024
+    # `POST …/webhooks/replay` (docs/decisions/0018): at most this many deliveries per request (a
+    # larger window is for `comet replay webhooks`, which paces itself), planned against
+    # `.comet.yml` read from mirrors here.
+    webhook_replay_max: int = Field(default=1000, ge=1, le=100_000)
+    git_cache_dir: str = ".comet/git-cache"
     relay: bool = True
 
     @field_validator("access_token_ttl_s", "refresh_token_ttl_s", mode="before")

@@ -80,6 +80,8 @@ class WebhookReceived(EventPayload):
     provider: str
     project_id: uuid.UUID
     forced: bool = False
+    # Set by `comet replay webhooks` / `POST …/webhooks/replay`: the runs' trigger says `replay`.
+    replay_id: uuid.UUID | None = None
 
 
 class AttemptDispatched(EventPayload):

@@ -23,6 +23,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # -- dead letters ------------------------------------------------------------------------
     # -- webhook replay -----------------------------------------------------------------------
+    # `comet replay webhooks` without --project selects deliveries by when they were received
+    # (in that order, keyset on (received_at, id)); with a project, the existing index serves.
+    op.create_index("ix_webhook_deliveries_received", "webhook_deliveries", ["received_at", "id"])
     # -- retention and archives ---------------------------------------------------------------
     # -- backup and restore -------------------------------------------------------------------
     # -- rebuild ------------------------------------------------------------------------------
@@ -31,4 +34,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Reverse order of upgrade().
+    # -- webhook replay -----------------------------------------------------------------------
+    op.drop_index("ix_webhook_deliveries_received", table_name="webhook_deliveries")
     pass

@@ -18,6 +18,7 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("provider", "delivery_id"),
         Index("ix_webhook_deliveries_project_received", "project_id", "received_at"),
+        Index("ix_webhook_deliveries_received", "received_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = id_column()

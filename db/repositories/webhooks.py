@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -184,3 +184,61 @@ _COUNT_REDELIVERY = text("UPDATE webhook_deliveries SET redeliveries = redeliver
 
 async def count_redelivery(session: AsyncSession, row_id: uuid.UUID) -> None:
     await session.execute(_COUNT_REDELIVERY, {"id": row_id})
+
+
+# -- replay (comet replay webhooks, POST …/webhooks/replay) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySelection:
+    """Stored deliveries received in [since, until), optionally of one project, host and outcome."""
+
+    since: datetime
+    until: datetime | None = None
+    project_id: uuid.UUID | None = None
+    provider: str | None = None
+    outcome: str | None = None
+
+
+def _selected(selection: ReplaySelection) -> list[Any]:
+    where: list[Any] = [WebhookDelivery.received_at >= selection.since]
+    if selection.until is not None:
+        where.append(WebhookDelivery.received_at < selection.until)
+    if selection.project_id is not None:
+        where.append(WebhookDelivery.project_id == selection.project_id)
+    if selection.provider is not None:
+        where.append(WebhookDelivery.provider == selection.provider)
+    if selection.outcome is not None:
+        where.append(WebhookDelivery.outcome == selection.outcome)
+    return where
+
+
+async def count_selected(session: AsyncSession, selection: ReplaySelection) -> int:
+    stmt = select(func.count()).select_from(WebhookDelivery).where(*_selected(selection))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def selected_page(
+    session: AsyncSession,
+    selection: ReplaySelection,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[WebhookDelivery]:
+    """The next `limit` selected deliveries in the order they were received (keyset on
+    (received_at, id), so a long replay never re-reads or skips a row)."""
+    stmt = select(WebhookDelivery).where(*_selected(selection))
+    if after is not None:
+        stmt = stmt.where(tuple_(WebhookDelivery.received_at, WebhookDelivery.id) > tuple_(*after))
+    stmt = stmt.order_by(WebhookDelivery.received_at, WebhookDelivery.id).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+_COUNT_REDELIVERIES = text(
+    "UPDATE webhook_deliveries SET redeliveries = redeliveries + 1 WHERE id = ANY(CAST(:ids AS uuid[]))"
+)
+
+
+async def count_redeliveries(session: AsyncSession, row_ids: list[uuid.UUID]) -> None:
+    if row_ids:
+        await session.execute(_COUNT_REDELIVERIES, {"ids": [str(i) for i in row_ids]})
