@@ -176,12 +176,190 @@ def replay_webhooks(
 
 
 # -- comet replay events / comet replay run -----------------------------------------------------
+@replay_app.command("events")
+def replay_events(
+    topic: Annotated[str, typer.Option(help="Topic without its namespace: run-commands, dispatch.POOL, …")],
+    since: Annotated[str, typer.Option(help="Start: ISO 8601 or how long ago (2h, 3d).")],
+    until: Annotated[str | None, typer.Option(help="End (default: now): ISO 8601 or how long ago.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count per event type; publish nothing.")
+    ] = False,
+) -> None:
+    """Re-publish a window of the event history to its topic (consumers' inboxes make it harmless)."""
+    from cli.replay_events import ReplayEventsError, replay
+
+    settings = _settings(CommonSettings, "cli")
+    try:
+        typer.echo(replay(settings, topic=topic, since=since, until=until, dry_run=dry_run))
+    except ReplayEventsError as exc:
+        raise CliError(str(exc)) from None
+
+
+@replay_app.command("run")
+def replay_run(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for machines instead of a table.")] = False,
+) -> None:
+    """The run's timeline, each input with the decision taken; flags any step today's decide() takes
+    differently (exit 1 when one does)."""
+    from cli.replay_run import ReplayRunError, show
+
+    settings = _settings(CommonSettings, "cli")
+    try:
+        same = show(settings, run_id, as_json=as_json)
+    except ReplayRunError as exc:
+        raise CliError(str(exc)) from None
+    if not same:
+        raise typer.Exit(1)
+
 
 # -- comet replay rebuild / verify --------------------------------------------------------------
 
+
+@replay_app.command("rebuild")
+def replay_rebuild(
+    into: Annotated[str, typer.Option(help="URL of an empty, migrated database to rebuild into.")],
+) -> None:
+    """Rebuild runs, stages and attempts from this database's event history into another one."""
+    from cli.replay_rebuild import RebuildCommandError, run_rebuild
+
+    try:
+        typer.echo(run_rebuild(_settings(CommonSettings, "cli"), into))
+    except RebuildCommandError as exc:
+        raise CliError(str(exc)) from None
+
+
+@replay_app.command("verify")
+def replay_verify(
+    against: Annotated[str, typer.Option(help="URL of the database to compare this one with.")],
+) -> None:
+    """Compare the runs, stages and attempts of this database with another's: identical, or a diff."""
+    from cli.replay_rebuild import RebuildCommandError, run_verify
+
+    try:
+        identical, lines = run_verify(_settings(CommonSettings, "cli"), against)
+    except RebuildCommandError as exc:
+        raise CliError(str(exc)) from None
+    for line in lines:
+        typer.echo(line)
+    if not identical:
+        raise typer.Exit(1)
+
 # -- comet dlq ----------------------------------------------------------------------------------
 
+
+@dlq_app.command("list")
+def dlq_list(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer group.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only this topic.")] = None,
+    kind: Annotated[str | None, typer.Option(help="undecodable or handler_failed.")] = None,
+    state: Annotated[str | None, typer.Option(help="waiting, redriven or discarded.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many, newest first.")] = 100,
+) -> None:
+    """Dead letters, newest first, with their reason."""
+    from cli.dlq import DlqError, list_letters
+    from db.repositories.dead_letters import LetterKind, LetterState
+
+    try:
+        list_letters(
+            _settings(CommonSettings, "cli"),
+            consumer=consumer,
+            topic=topic,
+            kind=None if kind is None else LetterKind(kind),
+            state=None if state is None else LetterState(state),
+            limit=limit,
+        )
+    except ValueError:
+        raise CliError(
+            "--kind is undecodable or handler_failed; --state is waiting, redriven or discarded"
+        ) from None
+    except DlqError as exc:
+        raise CliError(str(exc)) from None
+
+
+@dlq_app.command("show")
+def dlq_show(letter_id: Annotated[str, typer.Argument(metavar="ID", help="The letter's id.")]) -> None:
+    """One dead letter: where it came from, why, and its payload (decoded when it can be)."""
+    from cli.dlq import DlqError, parse_id, show
+
+    try:
+        show(_settings(CommonSettings, "cli"), parse_id(letter_id))
+    except DlqError as exc:
+        raise CliError(str(exc)) from None
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    letter_id: Annotated[str | None, typer.Option("--id", help="Redrive this letter.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Redrive every waiting letter, oldest first.")] = False,
+    consumer: Annotated[str | None, typer.Option(help="With --all: only this consumer group's.")] = None,
+) -> None:
+    """Re-publish dead letters to their topics, through normal consumption (exactly once)."""
+    from cli.dlq import DlqError, parse_id, redrive
+
+    if (letter_id is None) == (not every):
+        raise CliError("give exactly one of --id ID and --all")
+    try:
+        target = None if every else parse_id(letter_id or "")
+        summary = redrive(_settings(CommonSettings, "cli"), letter_id=target, consumer=consumer)
+    except DlqError as exc:
+        raise CliError(str(exc)) from None
+    if every:
+        typer.echo(summary.line())
+
+
+@dlq_app.command("discard")
+def dlq_discard(letter_id: Annotated[str, typer.Argument(metavar="ID", help="The letter's id.")]) -> None:
+    """Set a dead letter aside for good (it is kept, marked discarded with who and when)."""
+    from cli.dlq import DlqError, discard, parse_id
+
+    try:
+        letter = discard(_settings(CommonSettings, "cli"), parse_id(letter_id))
+    except DlqError as exc:
+        raise CliError(str(exc)) from None
+    typer.echo(f"discarded {letter.id} ({letter.consumer}, {letter.kind}: {letter.reason[:100]})")
+
+
 # -- comet backup / restore ---------------------------------------------------------------------
+
+
+@app.command()
+def backup(
+    to: Annotated[Path, typer.Option("--to", help="A new (or empty) directory for the backup.")],
+) -> None:
+    """Back up the database (pg_dump, one snapshot) with the event log's offsets and a manifest."""
+    from cli.backup import BackupError
+    from cli.backup import backup as take
+
+    try:
+        manifest = take(_settings(CommonSettings, "cli"), to)
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    size = sum(int(f["bytes"]) for f in manifest["files"])
+    typer.echo(
+        f"backup {manifest['backup_id']} written to {to}: schema {manifest['schema_revision']}, "
+        f"{size:,} bytes, {sum(len(p) for p in manifest['kafka']['end_offsets'].values())} partition offsets"
+    )
+
+
+@app.command()
+def restore(
+    from_: Annotated[Path, typer.Option("--from", help="A directory `comet backup` wrote.")],
+) -> None:
+    """Restore a backup into the (fresh, empty) database of COMET_DATABASE_URL; then run
+    `comet replay catch-up` to apply what happened after the backup."""
+    from cli.backup import BackupError
+    from cli.backup import restore as put_back
+
+    try:
+        checked = put_back(_settings(CommonSettings, "cli"), from_)
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    m = checked.manifest
+    typer.echo(
+        f"restored backup {m['backup_id']} (taken {m['started_at']}, schema {m['schema_revision']}); "
+        "next: `comet replay catch-up` applies what happened since"
+    )
 
 
 @demo_app.command("seed")

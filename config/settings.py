@@ -54,8 +54,16 @@ class CommonSettings(BaseSettings):
     # Deliveries per second `comet replay webhooks` re-drives (its --rate): paced so that live
     # webhooks keep their latency while a large window is replayed.
     webhook_replay_rate: float = Field(default=200.0, gt=0, le=100_000)
+    # -- retention and archives (issue 11, docs/decisions/0020) --------------------------------
+    # Finished runs' event history (and run-less events) older than this moves from Postgres to
+    # gzip'd JSON-lines files in `archive_dir` (the orchestrators do it every archive_interval);
+    # `comet replay` reads the archives too. Every orchestrator and `comet replay` must see the
+    # same directory (shared storage when they run on several machines).
+    history_retention: float = Field(default=30 * 86400.0, gt=0)
+    archive_dir: Path = Path(".comet/archives")
+    archive_interval: float = Field(default=3600.0, gt=0)
 
-    @field_validator("kafka_session_timeout_s", mode="before")
+    @field_validator("kafka_session_timeout_s", "history_retention", "archive_interval", mode="before")
     @classmethod
     def _session_timeout(cls, value: object) -> float:
         return _seconds(value)

@@ -1,11 +1,17 @@
-"""Topic creation: the core topics at start-up, a pool's dispatch topic on first use."""
+"""Topic creation: the core topics at start-up, a pool's dispatch topic on first use.
+
+With `configs` (the namespace's `Topics.retention`), every topic gets its retention explicitly:
+new topics are created with it, and an existing topic whose config differs is altered to match
+the first time this process ensures it (docs/decisions/0020)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 log = structlog.get_logger(__name__)
@@ -14,9 +20,16 @@ log = structlog.get_logger(__name__)
 class TopicAdmin:
     """Creates topics that do not exist yet; remembers which it has seen to stay off the hot path."""
 
-    def __init__(self, bootstrap_servers: str, *, partitions: int) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        partitions: int,
+        configs: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._partitions = partitions
+        self._configs = configs or (lambda _topic: {})
         self._known: set[str] = set()
         self._lock = asyncio.Lock()
 
@@ -33,15 +46,39 @@ class TopicAdmin:
                 if to_create:
                     try:
                         await admin.create_topics(
-                            [NewTopic(t, self._partitions, 1) for t in to_create], timeout_ms=15000
+                            [
+                                NewTopic(t, self._partitions, 1, topic_configs=self._configs(t))
+                                for t in to_create
+                            ],
+                            timeout_ms=15000,
                         )
                         log.info("topics created", topics=to_create, partitions=self._partitions)
                     except TopicAlreadyExistsError:
                         pass  # another process created it between our list and create
                 await self._wait_for_leaders(admin, to_create)
+                await self._align_configs(admin, [t for t in missing if t in existing])
             finally:
                 await admin.close()
             self._known.update(missing)
+
+    async def _align_configs(self, admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+        """Alter existing topics whose retention differs from `configs` (created before, or by hand)."""
+        wanted = {t: self._configs(t) for t in topics}
+        wanted = {t: c for t, c in wanted.items() if c}
+        if not wanted:
+            return
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, dict.fromkeys(c)) for t, c in wanted.items()]
+        )
+        current: dict[str, dict[str, str]] = {}
+        for response in described:
+            for _error, _message, _type, name, entries in response.resources:
+                current[name] = {entry[0]: entry[1] for entry in entries}
+        stale = {t: c for t, c in wanted.items() if any(current.get(t, {}).get(k) != v for k, v in c.items())}
+        if not stale:
+            return
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, c) for t, c in stale.items()])
+        log.info("topic retention aligned", topics=sorted(stale))
 
     @staticmethod
     async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:

@@ -54,7 +54,9 @@ class Backbone:
             self.engine, after_commit=self._committed, after_rollback=self._rolled_back
         )
         self.topics = Topics(s.topic_namespace)
-        self.admin = TopicAdmin(s.kafka_bootstrap_servers, partitions=s.kafka_partitions)
+        self.admin = TopicAdmin(
+            s.kafka_bootstrap_servers, partitions=s.kafka_partitions, configs=self.topics.retention
+        )
         self.producer = EventProducer(s.kafka_bootstrap_servers, client_id=f"comet-{self.process}")
         self.relay = OutboxRelay(
             self.sessions, self.producer, self.admin, listen_dsn=asyncpg_dsn(s.database_url)

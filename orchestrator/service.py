@@ -14,6 +14,7 @@ from db.crypto import SecretBox
 from events.backbone import Backbone
 from events.consumer import EventConsumer
 from events.deadletters import DeadLetterSink
+from events.retention import HistoryArchiver
 from orchestrator.handlers import RunEngine
 from orchestrator.pipeline_schedules import PipelineScheduleSync
 from orchestrator.reaper import LeaseReaper
@@ -80,6 +81,12 @@ class OrchestratorService:
             outage_grace_s=settings.reaper_outage_grace_s,
             on_commit=b.wake_relay,
         )
+        self.archiver = HistoryArchiver(
+            b.sessions,
+            settings.archive_dir,
+            retention_s=settings.history_retention,
+            interval_s=settings.archive_interval,
+        )
 
     async def _ready_when_consuming(self) -> None:
         await self.consumer.started.wait()
@@ -94,6 +101,7 @@ class OrchestratorService:
             asyncio.create_task(self.reaper.run(), name="lease-reaper"),
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.schedule_sync.run(), name="pipeline-schedules"),
+            asyncio.create_task(self.archiver.run(), name="history-archiver"),
         ]
         readiness = asyncio.create_task(self._ready_when_consuming(), name="readiness")
         if self.reporter is not None and self.reporter_consumer is not None:
@@ -108,6 +116,7 @@ class OrchestratorService:
             self.reaper.stop()
             self.scheduler.stop()
             self.schedule_sync.stop()
+            self.archiver.stop()
             if self.reporter is not None and self.reporter_consumer is not None:
                 self.reporter_consumer.stop()
                 self.reporter.stop()

@@ -1,6 +1,7 @@
 """Every table of Comet's database, importable from one place (Alembic reads `Base.metadata`)."""
 
 from db.base import Base
+from db.models.archives import EventArchive, RestorePoint
 from db.models.events import AuditEntry, DeadLetter, InboxEntry, OutboxEvent
 from db.models.idempotency import IdempotencyKey
 from db.models.identity import ApiToken, AuthSession, OAuthIdentity, User
@@ -12,6 +13,7 @@ from db.models.projects import (
     ProjectSecret,
     WebhookSecret,
 )
+from db.models.rebuild import RebuildProgress
 from db.models.runs import LogChunk, Run, Stage, StageAttempt, Worker
 from db.models.testing import (
     CoverageReport,
@@ -33,6 +35,7 @@ __all__ = [
     "CoverageReport",
     "DeadLetter",
     "Deployment",
+    "EventArchive",
     "IdempotencyKey",
     "InboxEntry",
     "Integration",
@@ -43,6 +46,8 @@ __all__ = [
     "PipelineDefinition",
     "Project",
     "ProjectSecret",
+    "RebuildProgress",
+    "RestorePoint",
     "Run",
     "Schedule",
     "ScheduleTick",
