@@ -19,6 +19,11 @@ once (what the bench itself can send on this machine). Then, for `COMET_API_WORK
 2. while runs execute: the highest rate sustained alone, again, while a stream of real runs
    (API triggers, 3 stages of `sleep 0.2`, 2 workers of 4 slots) executes.
 
+3. native: `wrk` (Debian's package; `_wrk.py`) closed loop, 2 threads and 32 connections, each
+   request a distinct signed delivery: acknowledged/s (aim ≥ 1,000 with 2 API processes), with
+   wrk's own CPU share, so a generator-bound figure says so; then the bench's open loop at half
+   that rate for the p99 (aim ≤ 50 ms).
+
 Afterwards every delivery answered 202 is looked up in `webhook_deliveries`.
 """
 
@@ -46,6 +51,7 @@ from bench.scenarios import BenchContext
 from bench.scenarios._http import ClientPool, Load, Send, closed_loop, null_server, open_loop
 from bench.scenarios._runs import ONE_STAGE, wait_finished, warm_up
 from bench.scenarios._runs import open_loop as trigger_open_loop
+from bench.scenarios._wrk import WrkError, raw_request, run_wrk, wrk_path
 from bench.stats import Aim, Figure, percentile
 
 FIXTURE = (
@@ -67,6 +73,12 @@ RUNS_LEAD_S = 1.5  # the stream runs this long before the measured step starts
 RUNS_WORKERS = 2
 # PostgreSQL backends flush their statistics at most once a second while busy.
 STATS_LAG_S = 1.2
+# The native load (issue 10): acknowledged/s with 2 API processes, and p99 at half that rate.
+NATIVE_AIM_RATE = 1000.0
+NATIVE_AIM_P99_MS = 50.0
+NATIVE_THREADS = 2
+NATIVE_CONNECTIONS = 32
+NATIVE_MAX_RATE = 4000.0  # requests/s prepared for: far above what 2 CPUs can acknowledge
 
 WEBHOOK_PIPELINE = """\
 name: bench-webhooks
@@ -378,7 +390,69 @@ async def _configuration(
     best = highest_sustained(steps)
     same = best or steps[0]
     loaded = await _while_runs(ctx, p, intake, api, label, same.rate, budget)
-    return _figures(ctx, label, steps, best, same, loaded)
+    figures = _figures(ctx, label, steps, best, same, loaded)
+    figures += await _native(ctx, p, intake, api, api_workers, budget)
+    return figures
+
+
+async def _native(
+    ctx: BenchContext, p: Platform, intake: Intake, api: CometProcess, api_workers: int, budget: Budget
+) -> list[Figure]:
+    """wrk closed loop for the acknowledged rate; the bench's open loop at half of it for the p99."""
+    label = _label(api_workers)
+    if wrk_path() is None:
+        ctx.note(f"{label}, native load: NOT measured — wrk is not installed (apt-get install wrk)")
+        return []
+    await _catch_up(ctx, p, budget.catch_up_s, f"{label}, before the native load")
+    seconds = max(2.0, 2 * budget.step_s)
+    deliveries = intake.prepare(round(NATIVE_MAX_RATE * seconds))
+    assert p.api_url is not None
+    requests = [raw_request(p.api_url, PATH, d.headers, d.body) for d in deliveries]
+    ctx.progress(f"webhooks: {label}, wrk closed loop for {seconds:g} s")
+    try:
+        result = await run_wrk(
+            p.api_url,
+            requests,
+            seconds=seconds,
+            connections=NATIVE_CONNECTIONS,
+            threads=NATIVE_THREADS,
+            workdir=p.root / "wrk",
+        )
+    except WrkError as exc:
+        ctx.note(f"{label}, native load: NOT measured — {exc}")
+        return []
+    p.check_alive()
+    stored = int(await p.fetchval(_STORED, [d.delivery_id for d in deliveries]))
+    acknowledged = result.count(ACCEPTED)
+    ctx.note(
+        f"{label}, native load ({NATIVE_THREADS} wrk threads × {NATIVE_CONNECTIONS // NATIVE_THREADS} "
+        f"keep-alive connections, closed loop, {seconds:g} s, every request a distinct signed delivery): "
+        + result.describe(ACCEPTED)
+        + f"; {stored} of the deliveries are in webhook_deliveries"
+        + (" (all acknowledged ones kept)" if stored >= acknowledged else " — LOST acknowledged deliveries")
+    )
+    await _catch_up(ctx, p, budget.catch_up_s * 3, f"{label}, after the native load")
+    rate = result.rate(ACCEPTED)
+    aimed = api_workers == 2
+    generator = " (generator-bound)" if result.generator_saturated else ""
+    acknowledged_figure = Figure(
+        f"webhooks, {label}: acknowledged/s, wrk closed loop{generator}", rate, "/s"
+    ).relative_to(ctx.references.postgres.rate)
+    figures = [acknowledged_figure.aiming(Aim.at_least(NATIVE_AIM_RATE)) if aimed else acknowledged_figure]
+    if rate < 2:
+        return figures
+    half = rate / 2
+    ctx.progress(f"webhooks: {label}, open loop at half that rate ({half:.0f}/s)")
+    step = await _step(p, intake, api, f"{half:.0f}/s (half the wrk rate)", half, budget.step_s * 2)
+    _note_step(ctx, label, step, await _lags(p, step))
+    latency = step.load.latency(ACCEPTED)
+    if latency is not None:
+        p99 = Figure(f"webhooks, {label}: request→202 p99 at half that rate", latency.p99, "ms").relative_to(
+            ctx.references.postgres.p50
+        )
+        figures.append(p99.aiming(Aim.at_most(NATIVE_AIM_P99_MS)) if aimed else p99)
+    await _catch_up(ctx, p, budget.catch_up_s, f"{label}, after half the wrk rate")
+    return figures
 
 
 async def _ledger(p: Platform, api: CometProcess) -> CpuLedger:
