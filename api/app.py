@@ -27,6 +27,7 @@ from api.routes import (
     audit,
     auth,
     coverage,
+    dead_letters,
     flaky_tests,
     fleet,
     health,
@@ -40,6 +41,7 @@ from api.routes import (
     tests,
     tokens,
     users,
+    webhook_replay,
     webhooks,
 )
 from config.settings import ApiSettings
@@ -60,6 +62,7 @@ _TAGS = [
     {"name": "integrations", "description": "Provider settings such as commit-status reporting."},
     {"name": "webhooks", "description": "Deliveries from GitHub, GitLab and Bitbucket, as data."},
     {"name": "workers", "description": "The worker fleet and its queues."},
+    {"name": "dead letters", "description": "Events consumers set aside: inspect, redrive, discard (admins)."},
     {"name": "health", "description": "Liveness, readiness and metrics (outside `/api/v1`)."},
 ]
 
@@ -196,7 +199,9 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
         flaky_tests,
         coverage,
         webhooks,
+        webhook_replay,
         fleet,
+        dead_letters,
         health,
     )
     for module in routers:

@@ -3,16 +3,18 @@
 component's metrics are served by the same endpoint.
 
 Figures about the whole system (not this process) are read from Postgres at scrape time:
-dead letters waiting, by consumer and kind. When the database cannot be read, the last values
-are served."""
+dead letters waiting (neither redriven nor discarded) and the age of the oldest, by consumer and
+kind. When the database cannot be read, the last values are served."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.repositories.dead_letters import waiting_counts
+from db.repositories.dead_letters import waiting_stats
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +33,13 @@ LATENCY = Histogram(
 
 DEAD_LETTERS = Gauge(
     "comet_dead_letters",
-    "Events set aside and not redriven, by consumer and kind (undecodable, handler_failed).",
+    "Dead letters waiting (neither redriven nor discarded), by consumer and kind "
+    "(undecodable, handler_failed).",
+    ["consumer", "kind"],
+)
+DEAD_LETTER_AGE = Gauge(
+    "comet_dead_letters_oldest_age_seconds",
+    "Age of the oldest waiting dead letter, by consumer and kind (absent: none waiting).",
     ["consumer", "kind"],
 )
 
@@ -44,13 +52,16 @@ def observe(method: str, route: str, status: int, duration_s: float) -> None:
 async def refresh_from_database(sessions: async_sessionmaker[AsyncSession]) -> None:
     try:
         async with sessions() as session:
-            counts = await waiting_counts(session)
+            waiting = await waiting_stats(session)
     except Exception as exc:
         log.warning("metrics: could not read the database; serving the last values", error=repr(exc))
         return
+    now = datetime.now(UTC)
     DEAD_LETTERS.clear()
-    for (consumer, kind), count in counts.items():
-        DEAD_LETTERS.labels(consumer, kind).set(count)
+    DEAD_LETTER_AGE.clear()
+    for (consumer, kind), w in waiting.items():
+        DEAD_LETTERS.labels(consumer, kind).set(w.count)
+        DEAD_LETTER_AGE.labels(consumer, kind).set(max((now - w.oldest_at).total_seconds(), 0.0))
 
 
 def exposition() -> tuple[bytes, str]:

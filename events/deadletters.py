@@ -9,11 +9,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
+from pydantic import ValidationError
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import DeadLetter
-from events.envelope import UndecodableEventError, decode, new_envelope
+from events.envelope import Envelope, new_envelope
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
 from schemas.events import DeadLettered
@@ -71,15 +73,15 @@ class DeadLetterSink:
         event_type: str | None,
         run_id: uuid.UUID | None,
     ) -> PendingEvent:
-        key = r.key.decode("utf-8", "replace") if r.key else f"{r.topic}:{r.partition}:{r.offset}"
+        key = _text(r.key) or f"{r.topic}:{r.partition}:{r.offset}"
         payload = DeadLettered(
             consumer=self._consumer,
             topic=r.topic,
             partition=r.partition,
             offset=r.offset,
             reason=r.reason,
-            key=r.key.decode("utf-8", "replace") if r.key else None,
-            value=r.value[:_PREVIEW].decode("utf-8", "replace") if r.value else None,
+            key=_text(r.key),
+            value=_text(r.value[:_PREVIEW] if r.value else None),
             kind=kind,
             original_event_id=event_id,
             original_type=event_type,
@@ -88,11 +90,20 @@ class DeadLetterSink:
         return PendingEvent(self._topics.dead_letters, new_envelope(payload, key=key))
 
 
+def _text(raw: bytes | None) -> str | None:
+    """Bytes as text an event can carry: invalid UTF-8 and NUL (which Postgres cannot store in
+    JSONB or text, so the letter itself could not be recorded) are replaced."""
+    if not raw:
+        return None
+    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
 def _identify(r: BadRecord) -> tuple[uuid.UUID | None, str | None, uuid.UUID | None]:
-    """The event id, type and run of a dead letter, when it is a readable event."""
+    """The event id, type and run of a dead letter, when its envelope is readable, even if its
+    payload is not (an event of a version no upcaster reaches is still named, with its run)."""
     try:
-        envelope = decode(r.value)
-    except UndecodableEventError:
+        envelope = Envelope.model_validate(orjson.loads(r.value or b""))
+    except (orjson.JSONDecodeError, ValidationError):
         return None, None, None
     run_id = envelope.payload.get("run_id")
     try:

@@ -53,7 +53,16 @@ class InboxEntry(Base):
 
 class DeadLetter(Base):
     __tablename__ = "dead_letters"
-    __table_args__ = (Index("ix_dead_letters_run", "run_id"),)
+    __table_args__ = (
+        Index("ix_dead_letters_run", "run_id"),
+        Index(
+            "ix_dead_letters_waiting",
+            "consumer",
+            "kind",
+            "created_at",
+            postgresql_where=text("redriven_at IS NULL AND discarded_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     consumer: Mapped[str] = mapped_column(String(255))
@@ -70,7 +79,13 @@ class DeadLetter(Base):
     event_type: Mapped[str | None] = mapped_column(String(100))
     run_id: Mapped[uuid.UUID | None]
     created_at: Mapped[datetime] = created_at_column()
+    # A letter is waiting, redriven (re-published to its topic: `comet dlq redrive`) or discarded
+    # (kept, with who and when, but no longer counted as waiting).
     redriven_at: Mapped[datetime | None]
+    redriven_by: Mapped[str | None] = mapped_column(String(255))
+    redrive_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    discarded_at: Mapped[datetime | None]
+    discarded_by: Mapped[str | None] = mapped_column(String(255))
 
 
 class AuditEntry(Base):
