@@ -34,6 +34,8 @@ class RunRequested(EventPayload):
     sha: str | None = None
     variables: dict[str, str] = {}
     trigger: dict[str, Any] = {}
+    # Who asked for it (the row's `created_by`; None for webhooks and schedules).
+    created_by: uuid.UUID | None = None
 
 
 CancelSource = Literal["user", "concurrency_group"]
@@ -73,15 +75,31 @@ class StageApproved(EventPayload):
 
 
 class WebhookReceived(EventPayload):
-    """A verified, stored webhook delivery; the orchestrator turns it into runs."""
+    """A verified, stored webhook delivery; the orchestrator turns it into runs.
+
+    Version 2 carries what the delivery's row holds (id, event, action, kept headers, the body as
+    base64, when it was received) when the API first records it, so a database restored from a
+    backup can recover the deliveries acknowledged after the backup from the log alone
+    (docs/decisions/0020). A body over `WEBHOOK_BODY_IN_EVENT_MAX` bytes is left out (`body`
+    None) to keep the event under Kafka's message size; re-drives leave all of them out."""
 
     TYPE = "webhook.received"
+    VERSION = 2
     delivery_row_id: uuid.UUID
     provider: str
     project_id: uuid.UUID
     forced: bool = False
+    delivery_id: str | None = None
+    event: str | None = None
+    action: str | None = None
+    headers: dict[str, Any] = {}
+    body: str | None = None  # base64 of the raw body
+    received_at: datetime | None = None
     # Set by `comet replay webhooks` / `POST …/webhooks/replay`: the runs' trigger says `replay`.
     replay_id: uuid.UUID | None = None
+
+
+WEBHOOK_BODY_IN_EVENT_MAX = 512 * 1024
 
 
 class AttemptDispatched(EventPayload):
@@ -148,6 +166,10 @@ class AttemptFinished(EventPayload):
     report_errors: int = 0
     line_rate: float | None = None
     branch_rate: float | None = None
+    # The token the result was committed under (its worker's claim; None: the lease reaper) and
+    # the unreadable report files ([{file, reason}]): the projection writes both (decision 0021).
+    fencing_token: int | None = None
+    report_problems: list[dict[str, str]] = []
 
 
 class RunStatusChanged(EventPayload):
@@ -170,6 +192,25 @@ class StageStatusChanged(EventPayload):
     exit_code: int | None = None
     failure_reason: str | None = None
     at: datetime
+
+
+class RunChanged(EventPayload):
+    """The rows one orchestrator transaction changed for a run, as `decide()` left them: the run's
+    changed columns, the stages it planned (whole rows, with their ids), the changed columns of
+    other stages (by stage id), the attempts it queued, and the attempts it cancelled (queued ones)
+    or asked to stop (running ones). Values are column values as JSON. The one projection
+    (`db/projection.py`) writes exactly this, live and when rebuilding (decision 0021)."""
+
+    TYPE = "run.changed"
+    run_id: uuid.UUID
+    at: datetime
+    run: dict[str, Any] = {}
+    new_stages: list[dict[str, Any]] = []
+    stages: dict[str, dict[str, Any]] = {}
+    new_attempts: list[dict[str, Any]] = []
+    cancelled_attempts: list[uuid.UUID] = []
+    stopping_attempts: list[uuid.UUID] = []
+    cancel_reason: str | None = None
 
 
 class DeadLettered(EventPayload):
@@ -215,6 +256,7 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         AttemptFinished,
         RunStatusChanged,
         StageStatusChanged,
+        RunChanged,
         DeadLettered,
         RunNote,
     )

@@ -9,6 +9,7 @@ trusted before verification except the repository name used to find the secret.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -33,7 +34,7 @@ from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
 from schemas.api.common import CursorError, decode_cursor, encode_cursor
 from schemas.api.webhooks import DeliveryAck, DeliveryList, DeliveryOut, RedeliverAccepted, SecretRotated
-from schemas.events import WebhookReceived
+from schemas.events import WEBHOOK_BODY_IN_EVENT_MAX, WebhookReceived
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix=API_PREFIX, tags=["webhooks"])
@@ -155,7 +156,19 @@ async def receive(
         )
         return Response(ack.model_dump_json(), status_code=200, media_type="application/json")
     if verdict.outcome == "accepted":
-        payload = WebhookReceived(delivery_row_id=row_id, provider=provider, project_id=project.id)
+        # Version 2 carries the row's contents: a restored database recovers the delivery from
+        # the log (docs/decisions/0020); a body too large for a Kafka message stays in the row only.
+        payload = WebhookReceived(
+            delivery_row_id=row_id,
+            provider=provider,
+            project_id=project.id,
+            delivery_id=delivery_id,
+            event=event_name,
+            action=action,
+            headers=repo.kept_headers(headers),
+            body=base64.b64encode(body).decode() if len(body) <= WEBHOOK_BODY_IN_EVENT_MAX else None,
+            received_at=datetime.now(UTC),
+        )
         await add_events(
             session, [PendingEvent(backbone.topics.webhooks, new_envelope(payload, key=str(project.id)))]
         )
