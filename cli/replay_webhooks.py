@@ -212,6 +212,9 @@ def _details(
 
 def run(settings: OrchestratorSettings, options: Options, out: Console | None = None) -> Counts:
     """The command: lines on stdout, a progress bar on stderr, the summary last."""
+    check_choice("provider", options.provider, PROVIDERS)  # before the bar: one line, nothing else
+    check_choice("outcome", options.outcome, OUTCOMES)
+    window(options.since, options.until, datetime.now(UTC))
     out = out or Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True)
     progress = Progress(
@@ -221,6 +224,7 @@ def run(settings: OrchestratorSettings, options: Options, out: Console | None = 
         TimeRemainingColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
         # On a terminal the lines go above the bar; piped, they go straight to stdout.
         redirect_stdout=out.is_terminal,
         redirect_stderr=False,

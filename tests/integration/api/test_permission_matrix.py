@@ -323,6 +323,9 @@ ENDPOINTS = [
     Endpoint(
         "POST", P + "/webhooks/deliveries/{delivery_id}/redeliver", Action.REPLAY, frozenset({202}), _delivery
     ),
+    Endpoint(
+        "POST", P + "/webhooks/replay", Action.REPLAY, frozenset({202}), body={"since": "1h", "dry_run": True}
+    ),
     Endpoint("POST", P + "/webhooks/secret/rotate", Action.MANAGE_WEBHOOKS, frozenset({200})),
     Endpoint("GET", P + "/tests/cases/{key}/history", Action.READ, frozenset({200}), _test_case),
     Endpoint("GET", P + "/tests/flaky", Action.READ, frozenset({200})),
