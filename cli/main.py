@@ -362,6 +362,19 @@ def restore(
     )
 
 
+@replay_app.command("catch-up")
+def replay_catch_up() -> None:
+    """After `comet restore`: apply what the event log holds since the backup (start the Comet
+    processes again afterwards)."""
+    from cli.catchup import run
+    from events.catchup import CatchUpError
+
+    try:
+        typer.echo(run(_settings(CommonSettings, "cli")))
+    except CatchUpError as exc:
+        raise CliError(str(exc)) from None
+
+
 @demo_app.command("seed")
 def demo_seed(
     repo: Annotated[Path, typer.Option(help="Where the demo git repository lives.")],
