@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db import projection
 from db.models import Project
 from db.repositories import concurrency as concurrency_repo
 from db.repositories import run_state
@@ -43,6 +44,7 @@ from orchestrator.webhooks import DeliveryPlan, apply_delivery, plan_delivery
 from schemas.events import (
     AttemptDispatched,
     RunCancelRequested,
+    RunChanged,
     RunGroupReleased,
     RunNote,
     RunRequested,
@@ -63,7 +65,8 @@ class _Batch:
     now: datetime
     loaded: dict[uuid.UUID, run_state.LoadedRun] = field(default_factory=dict)
     states: dict[uuid.UUID, RunState] = field(default_factory=dict)
-    changes: run_state.Changes = field(default_factory=run_state.Changes.empty)
+    # The last input applied to each run: the cause of its `run.changed` event.
+    causes: dict[uuid.UUID, Envelope] = field(default_factory=dict)
     events: list[PendingEvent] = field(default_factory=list)
     dispatches: list[tuple[uuid.UUID, DispatchAttempt, Envelope]] = field(default_factory=list)
     cancels: list[tuple[uuid.UUID, CancelAttempts, str]] = field(default_factory=list)
@@ -153,12 +156,17 @@ class RunEngine:
                     admitted = await self._admit(groups, work, run_id, event_input, envelope)
                 self._apply(work, run_id, admitted, envelope)
             await self._release_groups(session, groups, work)
-            stage_ids: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
-            for run_id, lr in work.loaded.items():
-                stage_ids[run_id] = run_state.diff(lr, work.states[run_id], work.changes, work.now)
-            await run_state.write(session, work.changes)
-            await self._write_commands(session, work, stage_ids)
-            await add_events(session, work.events)
+            deltas = {
+                run_id: run_state.diff(lr, work.states[run_id], work.now)
+                for run_id, lr in work.loaded.items()
+            }
+            changed = await self._write_commands(session, work, deltas)
+            # The rows are the projection of the `run.changed` events, written as a rebuild would.
+            await projection.write(
+                await session.connection(),
+                projection.fold(projection.from_envelope(e.envelope) for e in changed),
+            )
+            await add_events(session, [*changed, *work.events])
         self._on_commit()
 
     def _apply(self, work: _Batch, run_id: uuid.UUID, event_input: Input, cause: Envelope) -> None:
@@ -183,6 +191,7 @@ class RunEngine:
                 )
             )
         work.states[run_id] = decision.state
+        work.causes[run_id] = cause
         for payload in status_changes(before, decision.state, work.now):
             work.events.append(self._emit(self._topics.run_status, payload, cause, run_id))
         for command in decision.commands:
@@ -230,20 +239,22 @@ class RunEngine:
             self._apply(work, member.run_id, GroupReleased(), cause)
 
     async def _write_commands(
-        self, session: AsyncSession, work: _Batch, stage_ids: dict[uuid.UUID, dict[str, uuid.UUID]]
-    ) -> None:
-        attempts: list[run_state.NewAttempt] = []
+        self, session: AsyncSession, work: _Batch, deltas: dict[uuid.UUID, run_state.RunDelta]
+    ) -> list[PendingEvent]:
+        """Carry out the decisions' commands (attempts to queue, attempts to cancel) and return each
+        changed run's `run.changed` event, which holds them with the run's row changes."""
+        new_attempts: dict[uuid.UUID, list[run_state.NewAttempt]] = {}
         for run_id, command, cause in work.dispatches:
             attempt = run_state.NewAttempt(
                 id=uuid7(),
                 run_id=run_id,
-                stage_id=stage_ids[run_id][command.stage],
+                stage_id=deltas[run_id].stage_ids[command.stage],
                 stage=command.stage,
                 number=command.number,
                 pool=command.pool,
                 dispatch_at=work.now + timedelta(seconds=command.delay_s) if command.delay_s > 0 else None,
             )
-            attempts.append(attempt)
+            new_attempts.setdefault(run_id, []).append(attempt)
             if attempt.dispatch_at is not None:
                 continue  # the reaper dispatches it once its backoff has passed
             payload = AttemptDispatched(
@@ -255,10 +266,69 @@ class RunEngine:
                 pool=command.pool,
             )
             work.events.append(self._emit(self._topics.dispatch(command.pool), payload, cause, run_id))
-        await run_state.insert_attempts(session, attempts)
+        await run_state.notify_dispatch(
+            session, {a.pool for batch in new_attempts.values() for a in batch if a.dispatch_at is None}
+        )
+        cancelled, stopping, reasons = await self._cancels(session, work, deltas, new_attempts)
+        await run_state.notify_cancel(session, [a for ids in stopping.values() for a in ids])
+        events = []
+        for run_id, delta in deltas.items():
+            attempts = new_attempts.get(run_id, [])
+            if not (delta or attempts or cancelled.get(run_id) or stopping.get(run_id)):
+                continue
+            changed = RunChanged(
+                run_id=run_id,
+                at=work.now,
+                run=delta.run,
+                new_stages=delta.new_stages,
+                stages=delta.stages,
+                new_attempts=[a.row(work.now) for a in attempts],
+                cancelled_attempts=cancelled.get(run_id, []),
+                stopping_attempts=stopping.get(run_id, []),
+                cancel_reason=reasons.get(run_id),
+            )
+            last = work.causes.get(run_id)
+            events.append(
+                PendingEvent(
+                    self._topics.run_status,
+                    new_envelope(
+                        changed,
+                        key=str(run_id),
+                        correlation_id=last.correlation_id if last else None,
+                        causation_id=str(last.event_id) if last else None,
+                        occurred_at=work.now,
+                    ),
+                )
+            )
+        return events
+
+    @staticmethod
+    async def _cancels(
+        session: AsyncSession,
+        work: _Batch,
+        deltas: dict[uuid.UUID, run_state.RunDelta],
+        new_attempts: dict[uuid.UUID, list[run_state.NewAttempt]],
+    ) -> tuple[dict[uuid.UUID, list[uuid.UUID]], dict[uuid.UUID, list[uuid.UUID]], dict[uuid.UUID, str]]:
+        """Which attempts the batch's cancels stop, per run: queued ones (cancelled outright, including
+        ones this batch queued) and running ones (their workers are told)."""
+        cancelled: dict[uuid.UUID, list[uuid.UUID]] = {}
+        stopping: dict[uuid.UUID, list[uuid.UUID]] = {}
+        reasons: dict[uuid.UUID, str] = {}
+        if not work.cancels:
+            return cancelled, stopping, reasons
+        run_of: dict[uuid.UUID, uuid.UUID] = {}
         for run_id, cancel, reason in work.cancels:
-            ids = [stage_ids[run_id][name] for name in cancel.stages]
-            await run_state.cancel_attempts(session, ids, reason)
+            reasons[run_id] = reason
+            for name in cancel.stages:
+                run_of[deltas[run_id].stage_ids[name]] = run_id
+        for attempt in await run_state.active_attempts(session, sorted(run_of)):
+            target = cancelled if attempt.queued else stopping
+            target.setdefault(run_of[attempt.stage_id], []).append(attempt.id)
+        for run_id, attempts in new_attempts.items():
+            for a in attempts:
+                if run_of.get(a.stage_id) == run_id:
+                    cancelled.setdefault(run_id, []).append(a.id)
+        return cancelled, stopping, reasons
 
     @staticmethod
     def _emit(topic: str, payload: object, cause: Envelope, run_id: uuid.UUID) -> PendingEvent:

@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import WorkerSettings
 from db.crypto import SecretBox
-from db.repositories.attempts import Claim, finish
+from db.projection import record_result
+from db.repositories.attempts import Claim
 from db.repositories.secrets import decrypted_secrets
 from db.repositories.test_results import AttemptRef, store_reports
 from events.envelope import new_envelope
@@ -228,61 +229,17 @@ class AttemptRunner:
     async def _report(
         self, claim: Claim, outcome: _Outcome, ended: datetime, reports: StageReports | None
     ) -> None:
-        async with self._sessions.begin() as session:
-            finished = await finish(
-                session,
-                claim.attempt_id,
-                claim.fencing_token,
-                status=outcome.status.value,
-                exit_code=outcome.exit_code,
-                failure_kind=outcome.kind,
-                failure_reason=outcome.reason,
-                finished_at=ended,
-            )
-            if finished is None:
-                log.warning(
-                    "late completion rejected: the fencing token is stale",
-                    run_id=str(claim.run_id),
-                    stage=claim.stage,
-                    attempt=claim.number,
-                )
-                return
-            stored = None
-            if reports is not None:
-                at = AttemptRef(
-                    claim.attempt_id,
-                    claim.project_id,
-                    claim.run_id,
-                    claim.stage_id,
-                    claim.stage,
-                    claim.number,
-                    claim.ref,
-                    claim.sha or None,
-                )
-                junit_asked = bool((claim.spec.get("reports") or {}).get("junit"))
-                stored = await store_reports(session, at, reports, junit_asked=junit_asked)
-            payload = AttemptFinished(
-                run_id=claim.run_id,
-                stage_id=claim.stage_id,
-                attempt_id=claim.attempt_id,
+        try:
+            async with self._sessions.begin() as session:
+                await self._commit_result(session, claim, outcome, ended, reports)
+        except _FencedError:
+            log.warning(
+                "late completion rejected: the fencing token is stale",
+                run_id=str(claim.run_id),
                 stage=claim.stage,
-                number=claim.number,
-                status=outcome.status.value,
-                exit_code=outcome.exit_code,
-                failure_kind=outcome.kind,
-                failure_reason=outcome.reason,
-                worker_id=self._worker_id,
-                started_at=finished.started_at,
-                finished_at=finished.finished_at,
-                tests=stored.tests if stored else None,
-                report_errors=stored.report_errors if stored else 0,
-                line_rate=stored.line_rate if stored else None,
-                branch_rate=stored.branch_rate if stored else None,
+                attempt=claim.number,
             )
-            await add_events(
-                session,
-                [PendingEvent(self._topics.stage_results, new_envelope(payload, key=str(claim.run_id)))],
-            )
+            return
         self._on_commit()
         log.info(
             "attempt finished",
@@ -292,6 +249,61 @@ class AttemptRunner:
             status=outcome.status.value,
             exit_code=outcome.exit_code,
         )
+
+    async def _commit_result(
+        self,
+        session: AsyncSession,
+        claim: Claim,
+        outcome: _Outcome,
+        ended: datetime,
+        reports: StageReports | None,
+    ) -> None:
+        """Store the reports, then write the result through the projection under the claim's
+        fencing token; a stale token raises `_FencedError` before the event is written (the
+        transaction, reports included, rolls back)."""
+        stored = None
+        if reports is not None:
+            at = AttemptRef(
+                claim.attempt_id,
+                claim.project_id,
+                claim.run_id,
+                claim.stage_id,
+                claim.stage,
+                claim.number,
+                claim.ref,
+                claim.sha or None,
+            )
+            junit_asked = bool((claim.spec.get("reports") or {}).get("junit"))
+            stored = await store_reports(session, at, reports, junit_asked=junit_asked)
+        payload = AttemptFinished(
+            run_id=claim.run_id,
+            stage_id=claim.stage_id,
+            attempt_id=claim.attempt_id,
+            stage=claim.stage,
+            number=claim.number,
+            status=outcome.status.value,
+            exit_code=outcome.exit_code,
+            failure_kind=outcome.kind,
+            failure_reason=outcome.reason,
+            worker_id=self._worker_id,
+            started_at=claim.started_at,
+            # A result held through a database outage keeps its real time (never before its start).
+            finished_at=max(ended, claim.started_at),
+            tests=stored.tests if stored else None,
+            report_errors=stored.report_errors if stored else 0,
+            line_rate=stored.line_rate if stored else None,
+            branch_rate=stored.branch_rate if stored else None,
+            fencing_token=claim.fencing_token,
+            report_problems=stored.problems if stored else [],
+        )
+        envelope = new_envelope(payload, key=str(claim.run_id))
+        if not await record_result(await session.connection(), envelope):
+            raise _FencedError
+        await add_events(session, [PendingEvent(self._topics.stage_results, envelope)])
+
+
+class _FencedError(Exception):
+    """The attempt's fencing token is stale: its result does not count."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 fencing token, heartbeat, log chunks, finish, and reaping of expired leases.
 
 Every write after the claim is guarded by `fencing_token` and `status = 'running'`: a worker that
-lost its lease (paused, partitioned) cannot change anything any more.
+lost its lease (paused, partitioned) cannot change anything any more. The result itself is written
+by the projection of its `attempt.finished` event under the same guard (`db/projection.py`).
 """
 
 from __future__ import annotations
@@ -186,52 +187,6 @@ async def append_log(
         {"n": len(data.encode()), "truncated": truncated, "attempt_id": attempt_id, "token": token},
     )
     return True
-
-
-_FINISH = text(
-    """
-    UPDATE stage_attempts SET status = :status, exit_code = :exit_code, failure_kind = :failure_kind,
-           failure_reason = :failure_reason, finished_at = GREATEST(:finished_at, started_at)
-     WHERE id = :attempt_id AND fencing_token = :token AND status = 'running'
-    RETURNING started_at, finished_at
-    """
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    started_at: datetime
-    finished_at: datetime
-
-
-async def finish(
-    session: AsyncSession,
-    attempt_id: uuid.UUID,
-    token: int,
-    *,
-    status: str,
-    exit_code: int | None,
-    failure_kind: str | None,
-    failure_reason: str | None,
-    finished_at: datetime,
-) -> Finished | None:
-    """Commit the attempt's one result, which ended at `finished_at` on its worker (a result held
-    through a database outage keeps its real time); None when the token is stale (rejected)."""
-    row = (
-        await session.execute(
-            _FINISH,
-            {
-                "attempt_id": attempt_id,
-                "token": token,
-                "status": status,
-                "exit_code": exit_code,
-                "failure_kind": failure_kind,
-                "failure_reason": failure_reason,
-                "finished_at": finished_at,
-            },
-        )
-    ).one_or_none()
-    return None if row is None else Finished(row.started_at, row.finished_at)
 
 
 _REAP = text(

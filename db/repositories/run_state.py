@@ -1,5 +1,7 @@
-"""Loading runs as `RunState` for `decide()` (locked for the transaction) and writing back what
-changed: the orchestrator shell's only door to the runs, stages and attempts tables."""
+"""Loading runs as `RunState` for `decide()` (locked for the transaction) and describing what a
+batch of decisions changed, as the `run.changed` event carries it: the orchestrator shell's only
+door to the runs, stages and attempts tables. The rows are written by the projection
+(`db/projection.py`) from that event, live exactly as when rebuilding (decision 0021)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Run, Stage, StageAttempt
+from db.models import Run, Stage
 from orchestrator.model import RunState, StageState
 from schemas.ids import uuid7
 from schemas.states import AttemptStatus, RunStatus, StageStatus
@@ -114,32 +116,32 @@ async def load_for_update(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -
 
 
 @dataclass(slots=True)
-class Changes:
-    """Row changes collected over a batch of decisions, written with a few statements."""
+class RunDelta:
+    """What a batch of decisions changed in one run's rows, as the `run.changed` event carries it
+    (JSON-ready values are made by the event; the projection writes them)."""
 
-    run_updates: list[dict[str, Any]]
-    stage_inserts: list[dict[str, Any]]
-    stage_updates: list[dict[str, Any]]
+    run: dict[str, Any]
+    new_stages: list[dict[str, Any]]
+    stages: dict[str, dict[str, Any]]
+    stage_ids: dict[str, uuid.UUID]
 
-    @classmethod
-    def empty(cls) -> Changes:
-        return cls([], [], [])
+    def __bool__(self) -> bool:
+        return bool(self.run or self.new_stages or self.stages)
 
 
-def diff(before: LoadedRun, after: RunState, changes: Changes, now: datetime) -> dict[str, uuid.UUID]:
-    """Record in `changes` what differs between `before` and `after`; returns the stage ids (new ones
-    get ids here)."""
+def diff(before: LoadedRun, after: RunState, now: datetime) -> RunDelta:
+    """What differs between `before` and `after` (new stages get their ids here)."""
     old = before.state
     run_delta = {f: getattr(after, f) for f in _RUN_FIELDS if getattr(after, f) != getattr(old, f)}
-    if run_delta:
-        changes.run_updates.append({"_id": after.id, "updated_at": now, **_plain(run_delta)})
-    stage_ids = dict(before.stage_ids)
+    delta = RunDelta(
+        {"updated_at": now, **_plain(run_delta)} if run_delta else {}, [], {}, dict(before.stage_ids)
+    )
     for name, stage in after.stages.items():
         previous = old.stages.get(name)
         if previous is None:
             stage_id = uuid7()
-            stage_ids[name] = stage_id
-            changes.stage_inserts.append(
+            delta.stage_ids[name] = stage_id
+            delta.new_stages.append(
                 {
                     "id": stage_id,
                     "run_id": after.id,
@@ -154,29 +156,14 @@ def diff(before: LoadedRun, after: RunState, changes: Changes, now: datetime) ->
                 }
             )
             continue
-        delta = {f: getattr(stage, f) for f in _STAGE_FIELDS if getattr(stage, f) != getattr(previous, f)}
-        if delta:
-            changes.stage_updates.append({"_id": stage_ids[name], **_plain(delta)})
-    return stage_ids
+        changed = {f: getattr(stage, f) for f in _STAGE_FIELDS if getattr(stage, f) != getattr(previous, f)}
+        if changed:
+            delta.stages[str(delta.stage_ids[name])] = _plain(changed)
+    return delta
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.value if isinstance(v, RunStatus | StageStatus) else v) for k, v in values.items()}
-
-
-async def write(session: AsyncSession, changes: Changes) -> None:
-    """Apply collected changes: updates grouped by the set of columns they touch (executemany)."""
-    if changes.stage_inserts:
-        await session.execute(insert(Stage), changes.stage_inserts)
-    connection = await session.connection()
-    tables = (cast(Table, Run.__table__), cast(Table, Stage.__table__))
-    for table, rows in zip(tables, (changes.run_updates, changes.stage_updates), strict=True):
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for row in rows:
-            groups.setdefault(tuple(sorted(row)), []).append(row)
-        for group in groups.values():
-            # Keys that name columns become the SET clause; `_id` selects the row.
-            await connection.execute(update(table).where(table.c.id == bindparam("_id")), group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,26 +176,40 @@ class NewAttempt:
     pool: str
     dispatch_at: datetime | None = None
 
+    def row(self, now: datetime) -> dict[str, Any]:
+        """The `stage_attempts` row (as `run.changed` carries it)."""
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "stage_id": self.stage_id,
+            "number": self.number,
+            "pool": self.pool,
+            "status": AttemptStatus.QUEUED.value,
+            "dispatch_at": self.dispatch_at,
+            "queued_at": now,
+        }
 
-async def insert_attempts(session: AsyncSession, attempts: Sequence[NewAttempt]) -> None:
-    if not attempts:
-        return
-    await session.execute(
-        insert(StageAttempt),
-        [
-            {
-                "id": a.id,
-                "run_id": a.run_id,
-                "stage_id": a.stage_id,
-                "number": a.number,
-                "pool": a.pool,
-                "status": AttemptStatus.QUEUED.value,
-                "dispatch_at": a.dispatch_at,
-            }
-            for a in attempts
-        ],
-    )
-    await notify_dispatch(session, {a.pool for a in attempts if a.dispatch_at is None})
+
+_ACTIVE_ATTEMPTS = text(
+    "SELECT id, stage_id, status FROM stage_attempts "
+    "WHERE stage_id = ANY(:stage_ids) AND status IN ('queued', 'running') ORDER BY id FOR UPDATE"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAttempt:
+    id: uuid.UUID
+    stage_id: uuid.UUID
+    queued: bool
+
+
+async def active_attempts(session: AsyncSession, stage_ids: Sequence[uuid.UUID]) -> list[ActiveAttempt]:
+    """The queued and running attempts of `stage_ids`, locked (a worker cannot claim or finish one
+    until the transaction that cancels them commits)."""
+    if not stage_ids:
+        return []
+    rows = await session.execute(_ACTIVE_ATTEMPTS, {"stage_ids": list(stage_ids)})
+    return [ActiveAttempt(r.id, r.stage_id, r.status == AttemptStatus.QUEUED.value) for r in rows]
 
 
 _NOTIFY_DISPATCH = text(
@@ -222,27 +223,10 @@ async def notify_dispatch(session: AsyncSession, pools: set[str]) -> None:
         await session.execute(_NOTIFY_DISPATCH, {"pools": sorted(pools)})
 
 
-_CANCEL_QUEUED = text(
-    "UPDATE stage_attempts SET status = 'cancelled', failure_kind = 'cancelled', "
-    "failure_reason = :reason, finished_at = now() "
-    "WHERE stage_id = ANY(:stage_ids) AND status = 'queued'"
-)
-_CANCEL_RUNNING = text(
-    "UPDATE stage_attempts SET cancel_requested = true "
-    "WHERE stage_id = ANY(:stage_ids) AND status = 'running' RETURNING id"
-)
+_NOTIFY_CANCEL = text("SELECT pg_notify('comet_cancel', id) FROM unnest(CAST(:ids AS text[])) AS id")
 
 
-async def cancel_attempts(
-    session: AsyncSession, stage_ids: Sequence[uuid.UUID], reason: str
-) -> list[uuid.UUID]:
-    """Cancel queued attempts outright; flag running ones (their workers stop them). Returns the
-    ids of running attempts whose workers must be told."""
-    if not stage_ids:
-        return []
-    await session.execute(_CANCEL_QUEUED, {"stage_ids": list(stage_ids), "reason": reason})
-    rows = await session.execute(_CANCEL_RUNNING, {"stage_ids": list(stage_ids)})
-    running = [r.id for r in rows]
-    for attempt_id in running:
-        await session.execute(text("SELECT pg_notify('comet_cancel', :id)"), {"id": str(attempt_id)})
-    return running
+async def notify_cancel(session: AsyncSession, attempt_ids: Sequence[uuid.UUID]) -> None:
+    """Tell the workers running `attempt_ids` to stop them, when the transaction commits."""
+    if attempt_ids:
+        await session.execute(_NOTIFY_CANCEL, {"ids": [str(a) for a in attempt_ids]})

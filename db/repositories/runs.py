@@ -9,12 +9,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Run
+from db.projection import run_row
 from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
 from schemas.events import RunRequested
 from schemas.ids import uuid7
-from schemas.states import RunStatus
 
 _NEXT_NUMBER = text("UPDATE projects SET run_counter = run_counter + 1 WHERE id = :id RETURNING run_counter")
 
@@ -33,34 +33,20 @@ async def create_run(
 ) -> Run:
     """Insert a `requested` run and its `run.requested` outbox event. Durable when the caller commits."""
     number = (await session.execute(_NEXT_NUMBER, {"id": project_id})).scalar_one()
-    run = Run(
-        id=uuid7(),
+    payload = RunRequested(
+        run_id=uuid7(),
         project_id=project_id,
         number=number,
-        status=RunStatus.REQUESTED.value,
         ref=ref,
         sha=sha,
-        trigger=trigger,
         variables=variables,
+        trigger=trigger,
         created_by=created_by,
     )
+    envelope = new_envelope(payload, key=str(payload.run_id), correlation_id=correlation_id)
+    # The row is the projection of the event (db/projection.py), as a rebuild writes it.
+    run = Run(**run_row(envelope.payload, envelope.occurred_at))
     session.add(run)
     await session.flush()
-    payload = RunRequested(
-        run_id=run.id,
-        project_id=project_id,
-        number=number,
-        ref=ref,
-        sha=sha,
-        variables=variables,
-        trigger=trigger,
-    )
-    await add_events(
-        session,
-        [
-            PendingEvent(
-                topics.run_commands, new_envelope(payload, key=str(run.id), correlation_id=correlation_id)
-            )
-        ],
-    )
+    await add_events(session, [PendingEvent(topics.run_commands, envelope)])
     return run

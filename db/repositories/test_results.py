@@ -138,6 +138,9 @@ class AttemptRef:
 class Stored:
     tests: TestCounts | None
     report_errors: int
+    # The unreadable reports ([{file, reason}]): the attempt's `report_errors`, which the
+    # projection writes from its `attempt.finished` event together with `test_summary`.
+    problems: list[dict[str, str]]
     line_rate: float | None
     branch_rate: float | None
 
@@ -172,10 +175,6 @@ _QUARANTINE = text(
     INSERT INTO test_quarantine (project_id, key, name, classname, file, reason, quarantined_by)
     VALUES (:project_id, :key, :name, :classname, :file, :reason, NULL) ON CONFLICT DO NOTHING
     """
-)
-_SUMMARY = text(
-    "UPDATE stage_attempts SET test_summary = CAST(:summary AS jsonb), report_errors = CAST(:errors AS jsonb) "
-    "WHERE id = :attempt_id"
 )
 _COVERAGE = text(
     """
@@ -215,20 +214,13 @@ async def store_reports(
         if flaky:
             await _auto_quarantine(session, at, cases, flaky)
     counts = _counts(cases, quarantined, flaky) if junit_asked else None
-    await session.execute(
-        _SUMMARY,
-        {
-            "attempt_id": at.attempt_id,
-            "summary": None if counts is None else counts.model_dump_json(),
-            "errors": orjson.dumps([p.as_dict() for p in reports.report_errors]).decode(),
-        },
-    )
     coverage = reports.coverage
     if coverage is not None:
         await session.execute(_COVERAGE, _coverage_row(at, coverage))
     return Stored(
         tests=counts,
         report_errors=len(reports.report_errors),
+        problems=[p.as_dict() for p in reports.report_errors],
         line_rate=coverage.line_rate if coverage else None,
         branch_rate=coverage.branch_rate if coverage else None,
     )
