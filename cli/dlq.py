@@ -200,7 +200,8 @@ def redrive(
     console: Console | None = None,
 ) -> RedriveSummary:
     """Redrive one letter, or (`letter_id` None) every waiting one, oldest first, each in its own
-    transaction; a letter another operator handled meanwhile is skipped, with the reason."""
+    transaction; a letter another operator handled meanwhile is skipped, with the reason. The
+    progress bar and skips go to `console` (stderr), the result to stdout."""
     console = console or Console(stderr=True)
     by = operator()
 
@@ -216,7 +217,7 @@ def redrive(
                     if done.also_redriven
                     else ""
                 )
-                console.print(f"redriven {done.id} to {done.topic}{also}", highlight=False)
+                Console().print(f"redriven {done.id} to {done.topic}{also}", highlight=False)
                 return summary
             async with sessions() as session:
                 ids = await repo.waiting_ids(session, consumer=consumer)
