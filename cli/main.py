@@ -164,11 +164,12 @@ def replay_webhooks(
     rate: Annotated[
         float | None, typer.Option(min=0.1, help="Deliveries re-driven per second (default 200).")
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Only the summary, no line per delivery.")] = False,
 ) -> None:
     """Re-drive stored webhook deliveries of a time window through the live planning."""
     from cli.replay_webhooks import Options, ReplayWebhooksError, run
 
-    options = Options(since, until, project, provider, outcome, dry_run, force, rate)
+    options = Options(since, until, project, provider, outcome, dry_run, force, rate, quiet)
     try:
         run(_settings(OrchestratorSettings, "cli"), options)
     except ReplayWebhooksError as exc:

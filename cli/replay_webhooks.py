@@ -1,5 +1,5 @@
 """`comet replay webhooks --since T [--until T] [--project P] [--provider H] [--outcome O] [--dry-run]
-[--force] [--rate N]`: re-drive a window of stored webhook deliveries (orchestrator/webhook_replay.py).
+[--force] [--rate N] [--quiet]`: re-drive a window of stored webhook deliveries (orchestrator/webhook_replay.py).
 
 A line per delivery (what it would do / did, and why), a progress bar on stderr, and a one-line
 summary. A real replay is paced at `--rate` deliveries a second (COMET_WEBHOOK_REPLAY_RATE) and
@@ -60,6 +60,7 @@ class Options:
     dry_run: bool = False
     force: bool = False
     rate: float | None = None
+    quiet: bool = False  # the summary only, no line per delivery
 
 
 def _at(moment: datetime) -> str:
@@ -232,7 +233,8 @@ def run(settings: OrchestratorSettings, options: Options, out: Console | None = 
     task = progress.add_task("deliveries", total=None)
 
     def emit(j: Judgement) -> None:
-        out.print(j.line(), markup=False)
+        if not options.quiet:
+            out.print(j.line(dry_run=options.dry_run), markup=False)
         progress.advance(task)
 
     try:

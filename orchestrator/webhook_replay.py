@@ -65,9 +65,14 @@ class Judgement:
     def replays(self) -> bool:
         return self.skip is None and bool(self.runs)
 
-    def line(self) -> str:
+    def line(self, *, dry_run: bool = True) -> str:
+        """`<received at> <host> <delivery id> (<event>): <what and why>`; a real replay's line says
+        what was done (`re-driven: starts a run for …`) where a dry run's says `would start …`."""
         at = self.received_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return f"{at} {self.provider} {self.delivery_id} ({self.event}): {self.detail}"
+        detail = self.detail
+        if self.replays and not dry_run:
+            detail = detail.replace("would start a run", "re-driven: starts a run")
+        return f"{at} {self.provider} {self.delivery_id} ({self.event}): {detail}"
 
 
 def _judgement(d: WebhookDelivery, **fields: object) -> Judgement:

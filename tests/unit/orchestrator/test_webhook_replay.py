@@ -143,6 +143,9 @@ def test_a_planned_run_reads_would_start_a_run_for_the_ref_because_on_matches() 
         f"2026-11-30T02:00:00Z github d-1 (push): would start a run for refs/heads/main at {SHA[:12]} "
         "because on.push ok"
     )
+    assert j.line(dry_run=False).endswith(
+        f"(push): re-driven: starts a run for refs/heads/main at {SHA[:12]} because on.push ok"
+    )
 
 
 def test_a_mismatch_reads_skipped_on_does_not_match_with_the_reason() -> None:
