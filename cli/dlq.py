@@ -230,6 +230,11 @@ def redrive(
                     try:
                         await _redrive_one(sessions, producer, one, by)
                         summary.redriven += 1
+                    except PublishError as exc:
+                        raise DlqError(
+                            f"Kafka at {settings.kafka_bootstrap_servers} did not acknowledge {one}; it "
+                            f"is still waiting ({summary.line()} before it; {exc})"
+                        ) from None
                     except (dlq.DeadLetterConflictError, dlq.DeadLetterNotFoundError) as exc:
                         summary.skipped += 1
                         progress.console.print(f"skipped: {exc}", highlight=False)

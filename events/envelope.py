@@ -38,8 +38,13 @@ class Envelope(BaseModel):
     payload: dict[str, Any]
 
     def typed(self) -> EventPayload:
-        """The payload as its registered model (validated when the envelope was decoded)."""
-        return EVENT_MODELS[self.type].model_validate(self.payload)
+        """The payload as its registered model (validated when the envelope was decoded). An
+        envelope built from stored JSON without `decode()` is upcast here too."""
+        model = EVENT_MODELS[self.type]
+        payload = self.payload
+        if self.schema_version < model.schema_version():
+            payload = UPCASTERS.upcast(self.type, self.schema_version, model.schema_version(), payload)
+        return model.model_validate(payload)
 
     def encode(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from events.envelope import UndecodableEventError, decode, new_envelope
+from events.envelope import Envelope, UndecodableEventError, decode, new_envelope
 from events.upcasters.run_cancel_requested import add_source
 from events.upcasting import UPCASTERS, UpcasterRegistry, UpcastError
 from schemas.events import RunCancelRequested
@@ -133,3 +133,11 @@ def test_a_version_newer_than_the_model_is_still_refused() -> None:
     raw["payload"]["source"] = "user"
     with pytest.raises(UndecodableEventError, match="newer than this process understands"):
         decode(orjson.dumps(raw))
+
+
+def test_an_envelope_read_from_stored_json_without_decode_is_upcast_when_typed() -> None:
+    stored = Envelope.model_validate(orjson.loads(_v1_cancel(reason="no longer needed")))
+    assert stored.schema_version == 1
+    typed = stored.typed()
+    assert isinstance(typed, RunCancelRequested)
+    assert typed.source == "user"
