@@ -233,6 +233,7 @@ async def _while_replaying(
                 await replaying.stop()
     redriven = int(await p.fetchval(_REDRIVEN))
     summary = next((line for line in reversed(replaying.output().splitlines()) if "scanned" in line), "?")
+    p.processes.remove(replaying)  # its output is its summary, not log lines to scan for problems
     await _catch_up(ctx, p, 10.0, "after the replay")
     runs = int(await p.fetchval(_REPLAY_RUNS))
     ctx.note(
