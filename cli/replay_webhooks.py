@@ -70,10 +70,12 @@ def _at(moment: datetime) -> str:
 def window(since: str, until: str | None, now: datetime) -> tuple[datetime, datetime | None]:
     """[since, until) as the arguments name it; a ReplayWebhooksError says what is wrong."""
     try:
-        start = parse_moment(since, now)
-        end = parse_moment(until, now) if until is not None else None
+        start = parse_moment(since, now).astimezone(UTC)
+        end = parse_moment(until, now).astimezone(UTC) if until is not None else None
     except ValueError as exc:
         raise ReplayWebhooksError(str(exc)) from None
+    except OverflowError:  # `99999999d` ago, or a zone that moves year 1 out of range
+        raise ReplayWebhooksError("--since / --until is out of the range of dates") from None
     if end is not None and end <= start:
         raise ReplayWebhooksError(f"--until ({_at(end)}) must be after --since ({_at(start)})")
     return start, end

@@ -43,14 +43,18 @@ def _window(body: WebhookReplayRequest, now: datetime) -> tuple[datetime, dateti
     errors = []
     since = until = now
     try:
-        since = parse_moment(body.since, now)
+        since = parse_moment(body.since, now).astimezone(UTC)
     except ValueError as exc:
         errors.append(("body.since", str(exc)))
+    except OverflowError:  # `99999999d` ago, or a zone that moves year 1 out of range
+        errors.append(("body.since", "is out of the range of dates"))
     if body.until is not None:
         try:
-            until = parse_moment(body.until, now)
+            until = parse_moment(body.until, now).astimezone(UTC)
         except ValueError as exc:
             errors.append(("body.until", str(exc)))
+        except OverflowError:
+            errors.append(("body.until", "is out of the range of dates"))
     if errors:
         raise ValidationFailed("The replay window is not valid.", errors=errors)
     if until <= since:

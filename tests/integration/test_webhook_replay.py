@@ -327,12 +327,13 @@ async def test_the_api_refuses_strangers_developers_unknown_projects_and_bad_win
     backwards = await api_client.post(url, json={"since": "1h", "until": "2h"}, headers=maintainer)
     garbled = await api_client.post(url, json={"since": "yesterday"}, headers=maintainer)
     provider = await api_client.post(url, json={"since": "1h", "provider": "gitea"}, headers=maintainer)
+    ages = await api_client.post(url, json={"since": "99999999999d"}, headers=maintainer)
 
     assert anonymous.status_code == 401
     assert forbidden.status_code == 403
     assert "maintainer" in forbidden.json()["detail"]
     assert unknown.status_code == 404
-    for answer in (backwards, garbled, provider):
+    for answer in (backwards, garbled, provider, ages):
         assert answer.status_code == 422, answer.text
         assert answer.headers["content-type"].startswith("application/problem+json")
     assert backwards.json()["detail"] == "The replay window is empty: `until` must be after `since`."

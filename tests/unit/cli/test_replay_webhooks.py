@@ -43,3 +43,9 @@ def test_an_unknown_provider_is_refused_with_the_known_ones() -> None:
 
 def test_no_choice_is_every_choice() -> None:
     check_choice("outcome", None, ("accepted",))
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "1e400", "0001-01-01T00:00:00+14:00"])
+def test_a_moment_out_of_the_range_of_dates_is_refused_in_one_line(since: str) -> None:
+    with pytest.raises(ReplayWebhooksError, match="out of the range of dates"):
+        window(since, None, NOW)
