@@ -48,6 +48,7 @@ from schemas.events import (
     AttemptStarted,
     EventPayload,
     RunCancelRequested,
+    RunChanged,
     RunGroupReleased,
     RunNote,
     RunRequested,
@@ -61,6 +62,9 @@ from schemas.states import RunStatus, StageStatus
 OUTPUT_TYPES = frozenset(
     {StageStatusChanged.TYPE, RunStatusChanged.TYPE, RunNote.TYPE, AttemptDispatched.TYPE}
 )
+# Left out of the timeline: the rows a batch of decisions wrote (one per run and transaction, caused
+# by the batch's last input; the decisions' own outputs say the same, per decision).
+ROW_TYPES = frozenset({RunChanged.TYPE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +311,7 @@ def audit(
     outputs: dict[uuid.UUID, list[RecordedEvent]] = {}
     others: list[RecordedEvent] = []
     for e in history:
-        if e.envelope.event_id in input_ids:
+        if e.envelope.event_id in input_ids or e.envelope.type in ROW_TYPES:
             continue
         cause = _cause(e.envelope)
         if e.envelope.type in OUTPUT_TYPES and cause in input_ids:

@@ -21,6 +21,7 @@ from schemas.events import (
     AttemptStarted,
     EventPayload,
     RunCancelRequested,
+    RunChanged,
     RunNote,
     RunRequested,
     StageStatusChanged,
@@ -87,6 +88,8 @@ class Shell:
             assert isinstance(requested, RunRequested)
             self.state = first_state(requested)
         decision = decide(self.state, step_input, self.now)
+        # The shell writes the batch's rows first (run.changed), then the decision's outputs.
+        self._write(RunChanged(run_id=RUN, at=self.now), env)
         if decision.note:
             self._write(RunNote(run_id=RUN, note=decision.note), env)
         for payload in status_changes(self.state, decision.state, self.now):
@@ -171,6 +174,7 @@ def test_a_history_written_by_todays_decide_is_found_deterministic() -> None:
     assert result.deterministic
     inputs = [s for s in result.steps if s.kind == "input"]
     assert len(inputs) == 11
+    assert len(result.steps) == 11  # the rows each decision wrote (run.changed) are not steps
     assert all(s.same for s in inputs)
     assert "run: running → succeeded" in inputs[-1].recorded.describe()
     # The retry is a decision of its own: unit#1 failed, unit#2 queued and dispatched at once.
