@@ -75,7 +75,7 @@ async def _replay(
     )
     try:
         sessions = make_sessionmaker(engine)
-        total = await history.count(sessions, w)
+        total = await history.count(sessions, w, archive_dir=settings.archive_dir)
         if total == 0:
             raise ReplayEventsError(f"no events of {describe(w)}: nothing to replay")
         if producer is not None:
@@ -88,7 +88,14 @@ async def _replay(
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("scanning" if dry_run else "publishing", total=total)
-            return await republish(sessions, producer, admin, w, on_batch=lambda n: progress.advance(task, n))
+            return await republish(
+                sessions,
+                producer,
+                admin,
+                w,
+                archive_dir=settings.archive_dir,
+                on_batch=lambda n: progress.advance(task, n),
+            )
     finally:
         if producer is not None:
             await producer.stop()

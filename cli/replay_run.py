@@ -44,7 +44,7 @@ async def _load(settings: CommonSettings, run_id: uuid.UUID) -> tuple[Audit, int
                 raise ReplayRunError(f"no run {run_id}")
             plan = await _plan(session, run)
             recorded, undecodable = [], 0
-            for event in await run_history(session, run_id):
+            for event in await run_history(session, run_id, archive_dir=settings.archive_dir):
                 try:
                     envelope = decode(orjson.dumps(event.envelope))
                 except UndecodableEventError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,6 +38,7 @@ async def republish(
     window: Window,
     *,
     batch_size: int = 500,
+    archive_dir: Path | None = None,
     on_batch: Callable[[int], None] = lambda _n: None,
 ) -> ReplayOutcome:
     """Publish the window's events to `window.topic`; with no producer (a dry run), only count
@@ -44,7 +46,7 @@ async def republish(
     outcome = ReplayOutcome()
     if producer is not None and admin is not None:
         await admin.ensure([window.topic])
-    async for batch in events_in(sessions, window, batch_size=batch_size):
+    async for batch in events_in(sessions, window, batch_size=batch_size, archive_dir=archive_dir):
         outcome.scanned += len(batch)
         wanted = [e for e in batch if not e.history_only]
         outcome.skipped += len(batch) - len(wanted)
