@@ -24,4 +24,7 @@ def parse_moment(text: str, now: datetime) -> datetime:
         raise ValueError(
             f"{text!r} is not a moment (use ISO 8601 like 2026-11-30T14:00:00Z, or how long ago: 2h, 3d)"
         ) from None
-    return now - timedelta(seconds=ago)
+    try:
+        return now - timedelta(seconds=ago)
+    except OverflowError:
+        raise ValueError(f"{text!r} is too far back") from None

@@ -108,3 +108,8 @@ def test_a_dry_run_summary_counts_per_event_type() -> None:
         "dry run: scanned 5 events of acme.run-commands from 2026-11-30 13:00:00 UTC to 2026-11-30 14:00:00 UTC; "
         "would publish 5 (run.cancel_requested 1, run.requested 4)"
     )
+
+
+def test_a_moment_too_far_back_is_a_clear_error_not_an_overflow() -> None:
+    with pytest.raises(ValueError, match="too far back"):
+        parse_moment("99999999999d", NOW)
