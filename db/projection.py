@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import DateTime, Table, bindparam, text, update
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.models import Run, Stage, StageAttempt
@@ -333,9 +334,41 @@ _UNDELAYED = text(
 )
 
 
-def _json_params(values: dict[str, Any]) -> dict[str, Any]:
-    import orjson
+# A group of at least this many new rows (a rebuild's batch) is written with COPY into a scratch
+# table and one INSERT … SELECT … ON CONFLICT DO NOTHING; the live processes' few rows go by
+# executemany.
+COPY_ROWS = 500
+_JSONB = {t.name: frozenset(c.name for c in t.columns if isinstance(c.type, JSONB)) for t in DERIVED_TABLES}
 
+
+async def _copy_insert(
+    connection: AsyncConnection, table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]]
+) -> None:
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection  # asyncpg
+    assert driver is not None
+    if not driver.is_in_transaction():
+        # SQLAlchemy begins its transaction on the driver with its first statement: until then,
+        # what the driver ran would commit on its own (and the scratch rows vanish at once).
+        await connection.execute(text("SELECT 1"))
+    scratch = f"projection_{table.name}"
+    names = ", ".join(f'"{c}"' for c in columns)
+    jsonb = _JSONB[table.name]
+    await driver.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {scratch} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    # SQLAlchemy's asyncpg connections take JSON as text (its own codec).
+    records = [
+        tuple(orjson.dumps(row[c]).decode() if c in jsonb else row[c] for c in columns) for row in rows
+    ]
+    await driver.copy_records_to_table(scratch, records=records, columns=list(columns))
+    await driver.execute(
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {scratch} "  # noqa: S608 - our names
+        f"ON CONFLICT DO NOTHING; TRUNCATE {scratch}"
+    )
+
+
+def _json_params(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     out["test_summary"] = (
         None if values["test_summary"] is None else orjson.dumps(values["test_summary"]).decode()
@@ -348,16 +381,19 @@ async def write(connection: AsyncConnection, changes: RowChanges) -> None:
     """Write folded changes: inserts first (parents before children), then updates grouped by the
     columns they set, then the attempts' guarded moves in the order events can make them (a start,
     a stop request, a result; cancels and backoff ends touch attempts nothing else moves)."""
-    for table, inserts in ((RUNS, changes.run_inserts), (STAGES, changes.stage_inserts)):
-        if inserts:
-            await connection.execute(insert(table).on_conflict_do_nothing(), list(inserts.values()))
-    if changes.attempt_inserts:
-        rows = list(changes.attempt_inserts.values())
+    for table, inserts in (
+        (RUNS, changes.run_inserts),
+        (STAGES, changes.stage_inserts),
+        (ATTEMPTS, changes.attempt_inserts),
+    ):
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for row in rows:
+        for row in inserts.values():
             groups.setdefault(tuple(sorted(row)), []).append(row)
-        for group in groups.values():
-            await connection.execute(insert(ATTEMPTS).on_conflict_do_nothing(), group)
+        for columns, group in groups.items():
+            if len(group) >= COPY_ROWS:
+                await _copy_insert(connection, table, columns, group)
+            else:
+                await connection.execute(insert(table).on_conflict_do_nothing(), group)
     for table, updates in ((RUNS, changes.run_updates), (STAGES, changes.stage_updates)):
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in updates.values():
