@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from rich.console import Console
@@ -95,10 +95,20 @@ def run_verify(
 ) -> tuple[bool, list[str]]:
     """Compare this database with `against`; (identical, lines to print)."""
     console = console or Console(stderr=True)
-    with _progress(console) as progress:
-        task = progress.add_task("comparing rows", total=None)
-        on_rows: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
+    progress = _progress(console)
+    task: list[TaskID] = []
+
+    def on_rows(n: int) -> None:
+        if not task:  # shown once rows are being compared: an error is one line and nothing else
+            progress.start()
+            task.append(progress.add_task("comparing rows", total=None))
+        progress.advance(task[0], n)
+
+    try:
         result = _run(compare(settings.database_url, against, on_rows=on_rows), "verify")
+    finally:
+        if task:
+            progress.stop()
     return result.identical, verify_report(result)
 
 

@@ -219,7 +219,7 @@ async def test_a_rebuild_from_the_event_history_alone_is_identical_and_a_second_
 
 
 @pytest.mark.timeout(120)
-async def test_rebuild_refuses_a_target_that_is_not_empty_or_not_migrated_and_writes_nothing(
+async def test_rebuild_and_verify_refuse_a_target_that_is_not_empty_or_not_migrated_in_one_line(
     database_url: str, empty_database: str
 ) -> None:
     into_itself = comet(database_url, "replay", "rebuild", "--into", database_url)
@@ -232,6 +232,10 @@ async def test_rebuild_refuses_a_target_that_is_not_empty_or_not_migrated_and_wr
         unmigrated = comet(database_url, "replay", "rebuild", "--into", bare)
         assert unmigrated.returncode == 1
         assert "not migrated" in unmigrated.stderr, unmigrated.stderr
+        cannot_compare = comet(database_url, "replay", "verify", "--against", bare)
+        assert cannot_compare.returncode == 1
+        assert "are both databases migrated?" in cannot_compare.stderr, cannot_compare.stderr
+        assert cannot_compare.stderr.count("\n") == 1
     finally:
         await drop_database(bare_name)
 
