@@ -17,7 +17,7 @@ import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from api import errors, idempotency, metrics
+from api import documented, errors, idempotency, metrics
 from api.auth import passwords
 from api.auth.throttle import LoginThrottle
 from api.middleware import BodySizeLimit, ErrorGuard, RequestContext, SecurityHeaders, cors_options
@@ -62,7 +62,10 @@ _TAGS = [
     {"name": "integrations", "description": "Provider settings such as commit-status reporting."},
     {"name": "webhooks", "description": "Deliveries from GitHub, GitLab and Bitbucket, as data."},
     {"name": "workers", "description": "The worker fleet and its queues."},
-    {"name": "dead letters", "description": "Events consumers set aside: inspect, redrive, discard (admins)."},
+    {
+        "name": "dead letters",
+        "description": "Events consumers set aside: inspect, redrive, discard (admins).",
+    },
     {"name": "health", "description": "Liveness, readiness and metrics (outside `/api/v1`)."},
 ]
 
@@ -182,6 +185,7 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
 
     errors.install(app)
     idempotency.install(app)
+    documented.install(app)
     _problems_only_as_problem_json(app)
     routers = (
         auth,

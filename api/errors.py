@@ -16,8 +16,10 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from db.faults import database_unavailable, exception_chain
 from schemas.api.common import Problem
@@ -223,17 +225,43 @@ def validation_problem(exc: RequestValidationError) -> ValidationFailed:
     return ValidationFailed(f"Invalid request: {fields}.", errors=errors)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app serves at the request's path. Starlette's 405 names the
+    methods of the first route whose path matched only (a path served by several routes, GET here
+    and DELETE there, got `Allow: GET`)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):  # inside included routers too
+        route_methods = route.methods
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> bool:
+    """FastAPI's own 400 for a JSON body it could not decode as text (not UTF-8) or that nests too
+    deeply: the same mistake as a JSON syntax error, which FastAPI answers 422 (decision 0022)."""
+    return (
+        not isinstance(exc, ApiError)
+        and exc.status_code == 400
+        and isinstance(exc.__cause__, UnicodeDecodeError | RecursionError)
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, ApiError):
         error = exc
+    elif _unreadable_body(exc):
+        reason = "not UTF-8 text" if isinstance(exc.__cause__, UnicodeDecodeError) else "nested too deeply"
+        error = ValidationFailed("Invalid request: body.", errors=[("body", f"is not valid JSON ({reason})")])
+    elif exc.status_code == 405:
+        not_allowed = f"{request.method} is not allowed on {request.url.path}."
+        error = MethodNotAllowed(not_allowed, headers={"Allow": ", ".join(allowed_methods(request))})
     else:
         # Routing errors carry the status phrase as detail; say something more useful.
         detail = exc.detail if exc.detail and exc.detail != _phrase(exc.status_code) else None
         if exc.status_code == 404 and detail is None:
             detail = f"No resource at {request.url.path}."
-        if exc.status_code == 405 and detail is None:
-            detail = f"{request.method} is not allowed on {request.url.path}."
         error = error_for_status(exc.status_code, detail, exc.headers)
     return problem_response(error, instance=request.url.path, request_id=_request_id())
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import CurrentAdmin, SessionDep
 from api.errors import ValidationFailed, problem_responses
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from db.repositories import audit
 from schemas.api.audit import AuditOut
 from schemas.api.common import CursorError, Page, decode_cursor, encode_cursor
@@ -32,7 +32,7 @@ async def list_audit(
     actor_id: Annotated[uuid.UUID | None, Query(description="Only actions by this user.")] = None,
     project_id: Annotated[uuid.UUID | None, Query(description="Only actions in this project.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[AuditOut]:
     try:
         before = uuid.UUID(decode_cursor(cursor)) if cursor is not None else None

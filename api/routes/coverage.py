@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from api.access import ProjectAccessDep, RunAccessDep
 from api.deps import JsonBody, SessionDep
 from api.errors import ValidationFailed, problem_responses
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from db.models import CoverageReport, Run
 from db.repositories import coverage
 from schemas.api.common import CursorError, Page, decode_cursor, encode_cursor
@@ -152,7 +152,7 @@ async def coverage_trend(
         Query(description="The branch (`main` = `refs/heads/main`); default the project's default branch."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[CoveragePoint]:
     errors: list[tuple[str, str]] = []
     before: uuid.UUID | None = None

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import BackboneDep, CurrentAdmin, SessionDep
 from api.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, problem_responses
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from db.models import DeadLetter
 from db.repositories import dead_letters as repo
 from db.repositories.dead_letters import LetterKind, LetterState
@@ -68,7 +68,7 @@ async def list_dead_letters(
     kind: Annotated[LetterKindName | None, Query(description="Only this kind.")] = None,
     state: Annotated[LetterStateName | None, Query(description="Only letters in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[DeadLetterOut]:
     try:
         before = uuid.UUID(decode_cursor(cursor)) if cursor is not None else None

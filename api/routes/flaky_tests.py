@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response
 from api.access import Action, ProjectAccess, ProjectAccessDep, project_permit
 from api.deps import CurrentUser, JsonBody, SessionDep
 from api.errors import NotFound, ValidationFailed, problem_responses
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from api.routes.tests import BAD_CURSOR, KeyParam, int_cursor
 from db.models import TestQuarantine
 from db.repositories import audit
@@ -73,7 +73,7 @@ async def flaky_tests(
         str, Query(description="How far back to look: `30d`, `7d`, `12h` (1h to 366d).")
     ] = "30d",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> FlakyPage:
     span = parse_window(window)
     offset = int_cursor(cursor) or 0
@@ -133,7 +133,7 @@ async def list_quarantine(
     access: ProjectAccessDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[QuarantineOut]:
     after: str | None = None
     if cursor is not None:

@@ -13,7 +13,7 @@ from api.deps import CurrentUser, JsonBody, SessionDep, SettingsDep
 from api.errors import Conflict, NotFound, ValidationFailed, problem_responses
 from api.idempotency import Idempotent
 from api.permissions import check_grant
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from db.crypto import SecretBox
 from db.repositories import audit, projects, users
 from db.repositories.errors import AlreadyExistsError
@@ -92,7 +92,7 @@ async def list_projects(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[ProjectOut]:
     try:
         after = decode_cursor(cursor) if cursor is not None else None

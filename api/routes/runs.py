@@ -29,7 +29,7 @@ from api.errors import Conflict, NotFound, ValidationFailed, problem_responses
 from api.idempotency import Idempotent
 from api.logstream import Follow, parse_last_event_id, stored_log
 from api.middleware import current_request_id
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from api.routes.tests import run_results
 from db.models import Run
 from db.repositories import run_commands, run_views
@@ -172,7 +172,7 @@ async def list_runs(
         str | None, Query(description="Only runs of this ref (`main` = `refs/heads/main`).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[RunSummary]:
     errors: list[tuple[str, str]] = []
     before: uuid.UUID | None = None
@@ -383,7 +383,7 @@ async def run_events(
     access: RunAccessDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[RunEventOut]:
     after = 0
     if cursor is not None:

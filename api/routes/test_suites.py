@@ -20,7 +20,7 @@ from api.deps import BackboneDep, CurrentUser, JsonBody, SessionDep
 from api.errors import Conflict, NotFound, ValidationFailed, problem_responses
 from api.idempotency import Idempotent
 from api.middleware import current_request_id
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from db.models import Schedule, TestSuite
 from db.repositories import audit, test_suites
 from db.repositories.errors import AlreadyExistsError
@@ -134,7 +134,7 @@ async def list_suites(
     access: ProjectAccessDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[TestSuiteOut]:
     try:
         after = decode_cursor(cursor) if cursor is not None else None

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.access import ProjectAccessDep, RunAccessDep
 from api.deps import JsonBody, SessionDep
 from api.errors import NotFound, ValidationFailed, problem_responses
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from db.models import TestCase
 from db.repositories import tests as tests_repo
 from schemas.api.common import CursorError, Page, decode_cursor, encode_cursor
@@ -148,7 +148,7 @@ async def list_run_cases(
     flaky: Annotated[bool | None, Query(description="Only cases marked flaky (or not).")] = None,
     all_attempts: Annotated[bool, Query(description="Include the cases of earlier attempts.")] = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[CaseOut]:
     statuses = parse_statuses(status)
     after = int_cursor(cursor)
@@ -181,7 +181,7 @@ async def case_history(
     key: KeyParam,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[CaseHistoryEntry]:
     before = int_cursor(cursor)
     entries = await tests_repo.case_history(

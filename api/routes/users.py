@@ -20,7 +20,7 @@ from api.auth.passwords import hash_password, password_problems, verify_password
 from api.deps import CurrentAdmin, CurrentPrincipal, CurrentUser, JsonBody, SessionDep
 from api.errors import Conflict, NotFound, Unauthorized, ValidationFailed, problem_responses
 from api.idempotency import Idempotent
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from db.models import User
 from db.repositories import api_tokens, audit, auth_sessions, users
 from db.repositories.errors import AlreadyExistsError
@@ -99,7 +99,7 @@ async def list_users(
     session: SessionDep,
     email: Annotated[str | None, Query(max_length=320, description="Only e-mails containing this.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> Page[UserOut]:
     try:
         after = uuid.UUID(decode_cursor(cursor)) if cursor is not None else None
@@ -158,7 +158,8 @@ async def _target(session: SessionDep, user_id: uuid.UUID) -> User:
 
 
 @router.patch(
-    "/{user_id}",
+    # `:uuid`: only an id matches, so `PATCH /users/me` is a 405 (Allow: GET), not this route's 422.
+    "/{user_id:uuid}",
     summary="Change a user (admin)",
     description="Only the fields sent change. A new password must pass the policy; changing it or "
     "deactivating the user ends their sessions (deactivating also revokes their API tokens).",
@@ -204,7 +205,7 @@ async def update_user(
 
 
 @router.delete(
-    "/{user_id}",
+    "/{user_id:uuid}",
     summary="Delete a user (admin)",
     description="Their sessions, API tokens, OAuth links and memberships go with them; runs and "
     "projects they created stay. The last owner of a project cannot be deleted.",

@@ -21,7 +21,7 @@ from api.access import Action, ProjectAccess, project_permit
 from api.deps import BackboneDep, CurrentUser, SessionDep, SettingsDep
 from api.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationFailed, problem_responses
 from api.ratelimit import RateLimited
-from api.routes import API_PREFIX
+from api.routes import API_PREFIX, Cursor
 from api.webhooks import signatures
 from api.webhooks.intake import intake
 from api.webhooks.parsing import WebhookPayloadError, parse, peek_repository
@@ -206,7 +206,7 @@ async def list_deliveries(
     access: Annotated[ProjectAccess, project_permit(Action.MANAGE_WEBHOOKS)],
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query()] = None,
+    cursor: Cursor = None,
 ) -> DeliveryList:
     try:
         before = uuid.UUID(decode_cursor(cursor)) if cursor else None

@@ -216,9 +216,12 @@ async def test_runs_are_listed_newest_first_page_by_page_and_filtered(
     by_status = (await client.get(f"{base}?status=failed", headers=owner.headers)).json()
     assert [r["id"] for r in by_status["data"]] == [runs[0]]
 
-    bad = await client.get(f"{base}?status=bogus&cursor=%%%", headers=owner.headers)
+    bad = await client.get(f"{base}?status=bogus", headers=owner.headers)
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"query.status"}
+    malformed = await client.get(f"{base}?cursor=%%%", headers=owner.headers)  # not the documented shape
+    assert malformed.status_code == 422
+    assert {e["field"] for e in malformed.json()["errors"]} == {"query.cursor"}
     bad_cursor = await client.get(f"{base}?cursor=bm90LWEtdXVpZA", headers=owner.headers)
     assert bad_cursor.status_code == 422
     assert bad_cursor.json()["errors"][0]["field"] == "query.cursor"
