@@ -70,7 +70,14 @@ def run_rebuild(settings: CommonSettings, into: str, console: Console | None = N
         progress.advance(task[0], n)
 
     try:
-        outcome = _run(rebuild(settings.database_url, into, on_start=begin, on_batch=advance), "rebuild")
+        work = rebuild(
+            settings.database_url,
+            into,
+            archive_dir=settings.archive_dir,
+            on_start=begin,
+            on_batch=advance,
+        )
+        outcome = _run(work, "rebuild")
     finally:
         if task:
             progress.stop()

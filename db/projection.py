@@ -93,8 +93,13 @@ _CONVERT = {table.name: _converters(table) for table in DERIVED_TABLES}
 
 
 def _columns(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
-    convert = _CONVERT[table.name]
-    return {k: (convert[k](v) if k in convert else v) for k, v in values.items()}
+    """A copy of `values` with its datetime and uuid columns parsed (the event's dict is left as is:
+    live, it is written to the outbox after it was applied)."""
+    row = dict(values)
+    for name, convert in _CONVERT[table.name].items():
+        if name in row:
+            row[name] = convert(row[name])
+    return row
 
 
 def run_row(payload: Mapping[str, Any], occurred_at: datetime | str) -> dict[str, Any]:

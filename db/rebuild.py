@@ -18,8 +18,10 @@ source applies only what is new (nothing, on a quiet system).
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
@@ -31,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from db import projection
 from db.engine import asyncpg_dsn
 from db.models import RebuildProgress
+from events.archive import ArchiveError, archive_files, read_archive
 from events.upcasting import UPCASTERS
 
 CONFIGURATION = ("users", "projects", "memberships", "pipeline_definitions")
@@ -75,9 +78,10 @@ async def schema_version(conn: asyncpg.Connection) -> str | None:
 
 
 async def source_identity(conn: asyncpg.Connection) -> str:
-    """The source database's name and the id of its first event: the same history, the same name."""
-    first = await conn.fetchval("SELECT event_id FROM outbox ORDER BY id LIMIT 1")
-    return f"{await conn.fetchval('SELECT current_database()')}:{first or 'empty'}"
+    """The source database's name and oid (stable while it lives, whatever retention removes)."""
+    row = await conn.fetchrow("SELECT datname, oid FROM pg_database WHERE datname = current_database()")
+    assert row is not None
+    return f"{row['datname']}:{row['oid']}"
 
 
 async def _check_target(source: asyncpg.Connection, target: asyncpg.Connection, identity: str) -> int:
@@ -137,8 +141,48 @@ async def _read(conn: asyncpg.Connection, after: int, last: int, limit: int) -> 
     return await conn.fetch(_READ, after, last, _TYPES, limit)
 
 
-def _events(rows: Sequence[asyncpg.Record]) -> list[projection.Event]:
-    return [projection.from_json(r["envelope"], UPCASTERS.upcast) for r in rows]
+def _events(rows: Sequence[tuple[int, dict[str, Any]]]) -> list[projection.Event]:
+    return [projection.from_json(envelope, UPCASTERS.upcast) for _, envelope in rows]
+
+
+def _archived(directory: Path | None, after: int) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+    """The archived events after outbox id `after` that change rows, in id order, and how many
+    archived events there are after it in all (retention moved finished runs' history there)."""
+    if directory is None or not directory.is_dir():
+        return [], 0
+    found: list[tuple[int, dict[str, Any]]] = []
+    total = 0
+    try:
+        for path in archive_files(directory):
+            for e in read_archive(path):
+                if e.id > after:
+                    total += 1
+                    if e.event_type in projection.PROJECTED_TYPES:
+                        found.append((e.id, e.envelope))
+    except ArchiveError as exc:
+        raise RebuildError(str(exc)) from None
+    found.sort(key=lambda e: e[0])
+    return found, total
+
+
+def _merged(
+    live: Sequence[asyncpg.Record], archived: list[tuple[int, dict[str, Any]]], upto: int | None
+) -> list[tuple[int, dict[str, Any]]]:
+    """The batch's outbox rows with the archived events up to `upto` (None: all that are left),
+    in id order, each id once; the archived ones taken are removed from `archived`."""
+    cut = (
+        len(archived)
+        if upto is None
+        else next((i for i, e in enumerate(archived) if e[0] > upto), len(archived))
+    )
+    taken, archived[:cut] = archived[:cut], []
+    merged: list[tuple[int, dict[str, Any]]] = []
+    last = -1
+    for seq, envelope in heapq.merge(((r["id"], r["envelope"]) for r in live), taken, key=lambda e: e[0]):
+        if seq != last:  # an event both archived and still in the outbox (an archiver's crash)
+            merged.append((seq, envelope))
+            last = seq
+    return merged
 
 
 async def _write_batch(
@@ -165,11 +209,13 @@ async def rebuild(
     target_url: str,
     *,
     batch_size: int = 20_000,
+    archive_dir: Path | None = None,
     on_start: Callable[[int], None] = lambda _total: None,
     on_batch: Callable[[int], None] = lambda _n: None,
 ) -> RebuildOutcome:
-    """Rebuild `target_url`'s derived tables from `source_url`'s event history. `on_start` hears
-    how many events are to be read, `on_batch` how many each batch read."""
+    """Rebuild `target_url`'s derived tables from `source_url`'s event history (its outbox, and the
+    archives in `archive_dir`). `on_start` hears how many events are to be read, `on_batch` how
+    many each batch read."""
     outcome = RebuildOutcome()
     source = await connect(source_url)
     target = await connect(target_url)
@@ -189,25 +235,30 @@ async def rebuild(
             _TYPES,
         )
         assert span is not None
-        last = int(span["last"])
-        on_start(int(span["applied"]))
+        archived, archived_total = await asyncio.to_thread(_archived, archive_dir, reached)
+        last = max(int(span["last"]), archived[-1][0] if archived else reached)
+        on_start(int(span["applied"]) + len(archived))
         async with engine.connect() as conn:
             pending = asyncio.ensure_future(_read(source, reached, last, batch_size))
             while True:
                 rows = await pending
-                if not rows:
+                if rows:
+                    pending = asyncio.ensure_future(_read(source, rows[-1]["id"], last, batch_size))
+                batch = _merged(rows, archived, rows[-1]["id"] if rows else None)
+                if not batch:
                     break
-                last_id = int(rows[-1]["id"])
-                pending = asyncio.ensure_future(_read(source, last_id, last, batch_size))  # read ahead
-                changes = projection.fold(_events(rows))
+                last_id = batch[-1][0]
+                changes = projection.fold(_events(batch))
                 async with conn.begin():
-                    await _write_batch(conn, changes, outcome.source, last_id, len(rows))
+                    await _write_batch(conn, changes, outcome.source, last_id, len(batch))
                 outcome.applied += changes.applied
-                on_batch(len(rows))
+                on_batch(len(batch))
+                if not rows and not archived:
+                    break
             if last > reached:
                 async with conn.begin():  # the events after the last one applied change no row
                     await _write_batch(conn, projection.RowChanges(), outcome.source, last, 0)
-        outcome.scanned = int(span["n"])
+        outcome.scanned = int(span["n"]) + archived_total
         outcome.skipped = outcome.scanned - outcome.applied
         return outcome
     finally:

@@ -17,7 +17,8 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.repositories.attempts import database_started_within, reap_expired, take_due_retries
+from db import projection
+from db.repositories.attempts import database_started_within, due_retries, expired_leases
 from db.repositories.run_state import notify_dispatch
 from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
@@ -52,7 +53,7 @@ class LeaseReaper:
             judging = time.monotonic() >= self._grace_until and not await database_started_within(
                 session, self._grace
             )
-            lost = await reap_expired(session) if judging else []
+            lost = await expired_leases(session) if judging else []
             events = [
                 PendingEvent(
                     self._topics.stage_results,
@@ -75,7 +76,7 @@ class LeaseReaper:
                 )
                 for a in lost
             ]
-            due = await take_due_retries(session)
+            due = await due_retries(session)
             await notify_dispatch(session, {d.pool for d in due})
             events += [
                 PendingEvent(
@@ -94,6 +95,8 @@ class LeaseReaper:
                 )
                 for d in due
             ]
+            # Lost attempts and ended backoffs are written as the projection of these events.
+            await projection.apply_envelopes(await session.connection(), [e.envelope for e in events])
             await add_events(session, events)
         for a in lost:
             log.warning(

@@ -189,17 +189,16 @@ async def append_log(
     return True
 
 
-_REAP = text(
+# Expired leases, locked (another reaper skips them); the reaper writes them lost through the
+# projection of the `attempt.finished` events it emits (db/projection.py).
+_EXPIRED = text(
     """
-    UPDATE stage_attempts a SET status = 'lost', failure_kind = 'lost_worker',
-           failure_reason = 'worker ' || coalesce(a.worker_id, '?') || ' stopped renewing its lease',
-           finished_at = now()
-      FROM stages s
-     WHERE a.stage_id = s.id AND a.status = 'running' AND a.lease_expires_at < now()
-       AND a.id IN (SELECT id FROM stage_attempts WHERE status = 'running' AND lease_expires_at < now()
+    SELECT a.id, a.run_id, a.stage_id, s.name AS stage, a.number, a.worker_id,
+           'worker ' || coalesce(a.worker_id, '?') || ' stopped renewing its lease' AS failure_reason,
+           a.started_at, now() AS finished_at
+      FROM stage_attempts a JOIN stages s ON s.id = a.stage_id
+     WHERE a.id IN (SELECT id FROM stage_attempts WHERE status = 'running' AND lease_expires_at < now()
                     ORDER BY lease_expires_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING a.id, a.run_id, a.stage_id, s.name AS stage, a.number, a.worker_id, a.failure_reason,
-              a.started_at, a.finished_at
     """
 )
 
@@ -217,8 +216,9 @@ class LostAttempt:
     finished_at: datetime
 
 
-async def reap_expired(session: AsyncSession, limit: int = 500) -> list[LostAttempt]:
-    rows = await session.execute(_REAP, {"limit": limit})
+async def expired_leases(session: AsyncSession, limit: int = 500) -> list[LostAttempt]:
+    """Running attempts whose lease expired, locked for this transaction (each seen by one reaper)."""
+    rows = await session.execute(_EXPIRED, {"limit": limit})
     return [
         LostAttempt(
             r.id,
@@ -244,14 +244,14 @@ async def database_started_within(session: AsyncSession, seconds: float) -> bool
     return bool((await session.execute(_STARTED_WITHIN, {"s": seconds})).scalar_one())
 
 
+# Retries whose backoff has passed, locked; the reaper's `attempt.dispatched` events clear their
+# `dispatch_at` through the projection.
 _DUE_RETRIES = text(
     """
-    UPDATE stage_attempts a SET dispatch_at = NULL
-      FROM stages s
-     WHERE a.stage_id = s.id
-       AND a.id IN (SELECT id FROM stage_attempts WHERE status = 'queued' AND dispatch_at <= now()
+    SELECT a.id, a.run_id, a.stage_id, s.name AS stage, a.number, a.pool
+      FROM stage_attempts a JOIN stages s ON s.id = a.stage_id
+     WHERE a.id IN (SELECT id FROM stage_attempts WHERE status = 'queued' AND dispatch_at <= now()
                     ORDER BY dispatch_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING a.id, a.run_id, a.stage_id, s.name AS stage, a.number, a.pool
     """
 )
 
@@ -266,7 +266,8 @@ class DueAttempt:
     pool: str
 
 
-async def take_due_retries(session: AsyncSession, limit: int = 500) -> list[DueAttempt]:
-    """Queued attempts whose retry backoff has passed (each returned once, to one caller)."""
+async def due_retries(session: AsyncSession, limit: int = 500) -> list[DueAttempt]:
+    """Queued attempts whose retry backoff has passed, locked for this transaction (each seen by
+    one reaper; once its dispatch is applied, never again)."""
     rows = await session.execute(_DUE_RETRIES, {"limit": limit})
     return [DueAttempt(r.id, r.run_id, r.stage_id, r.stage, r.number, r.pool) for r in rows]
