@@ -1,0 +1,32 @@
+"""Deployments, approvals, rollback, outbound notifications and insights (issue 13).
+
+Each part adds its own section below (one migration for the whole capability).
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-30 03:15:00.000000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401  (used by the sections below)
+from alembic import op  # noqa: F401
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # -- environments and deployments --
+    # -- outbound notifications --
+    # -- insights --
+    pass
+
+
+def downgrade() -> None:
+    # Reverse order of upgrade().
+    pass
