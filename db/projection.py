@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import DateTime, Table, bindparam, text, update
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.models import Run, Stage, StageAttempt
@@ -74,10 +74,9 @@ class Event:
 def _converters(table: Table) -> dict[str, Callable[[Any], Any]]:
     found: dict[str, Callable[[Any], Any]] = {}
     for column in table.columns:
+        # Ids stay text: asyncpg takes a uuid as text, and parsing 100,000s of them costs.
         if isinstance(column.type, DateTime):
             found[column.name] = _to_datetime
-        elif isinstance(column.type, UUID):
-            found[column.name] = _to_uuid
     return found
 
 
@@ -93,7 +92,7 @@ _CONVERT = {table.name: _converters(table) for table in DERIVED_TABLES}
 
 
 def _columns(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `values` with its datetime and uuid columns parsed (the event's dict is left as is:
+    """A copy of `values` with its datetime columns parsed (the event's dict is left as is:
     live, it is written to the outbox after it was applied)."""
     row = dict(values)
     for name, convert in _CONVERT[table.name].items():
@@ -108,15 +107,16 @@ def run_row(payload: Mapping[str, Any], occurred_at: datetime | str) -> dict[str
     return _columns(
         RUNS,
         {
-            "id": payload["run_id"],
-            "project_id": payload["project_id"],
+            # Parsed: `create_run` hands this row to the ORM, whose callers read `run.id` as a UUID.
+            "id": _to_uuid(payload["run_id"]),
+            "project_id": _to_uuid(payload["project_id"]),
             "number": payload["number"],
             "status": "requested",
             "ref": payload["ref"],
             "sha": payload.get("sha"),
             "trigger": payload.get("trigger") or {},
             "variables": payload.get("variables") or {},
-            "created_by": payload.get("created_by"),
+            "created_by": _to_uuid(payload.get("created_by")),
             "definition_id": None,
             "pipeline_name": None,
             "concurrency_group": None,
@@ -140,17 +140,17 @@ class RowChanges:
     """A batch of events as row changes, merged: rows created in the batch carry their later
     changes; changes to rows that exist already are grouped for executemany."""
 
-    run_inserts: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    run_updates: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    stage_inserts: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    stage_updates: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    attempt_inserts: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    run_inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stage_inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stage_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attempt_inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Guarded changes of attempts written before this batch (see `write` for their order).
-    started: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    stopping: set[uuid.UUID] = field(default_factory=set)
-    finished: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    cancelled: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    undelayed: set[uuid.UUID] = field(default_factory=set)
+    started: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stopping: set[str] = field(default_factory=set)
+    finished: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cancelled: dict[str, dict[str, Any]] = field(default_factory=dict)
+    undelayed: set[str] = field(default_factory=set)
     applied: int = 0  # events that implied a row change
     skipped: int = 0  # events of types that change no row
 
@@ -165,36 +165,35 @@ class RowChanges:
 
     def _run_requested(self, event: Event) -> None:
         row = run_row(event.payload, event.occurred_at)
-        self.run_inserts.setdefault(row["id"], row)
+        self.run_inserts.setdefault(str(row["id"]), row)
 
     def _run_changed(self, event: Event) -> None:
         p = event.payload
-        run_id = _to_uuid(p["run_id"])
-        assert run_id is not None
+        run_id = str(p["run_id"])
         if p.get("run"):
             _merge(self.run_inserts, self.run_updates, run_id, _columns(RUNS, p["run"]))
         for stage in p.get("new_stages") or ():
             row = _columns(STAGES, stage)
-            self.stage_inserts.setdefault(row["id"], row)
+            self.stage_inserts.setdefault(str(row["id"]), row)
         for stage_id, values in (p.get("stages") or {}).items():
-            _merge(self.stage_inserts, self.stage_updates, uuid.UUID(stage_id), _columns(STAGES, values))
+            _merge(self.stage_inserts, self.stage_updates, str(stage_id), _columns(STAGES, values))
         at = _to_datetime(p["at"])
         for attempt in p.get("new_attempts") or ():
             row = _columns(ATTEMPTS, attempt)
-            self.attempt_inserts.setdefault(row["id"], row)
+            self.attempt_inserts.setdefault(str(row["id"]), row)
         cancelled = {
             "status": "cancelled",
             "failure_kind": "cancelled",
             "failure_reason": p.get("cancel_reason"),
             "finished_at": at,
         }
-        for attempt_id in map(uuid.UUID, p.get("cancelled_attempts") or ()):
+        for attempt_id in map(str, p.get("cancelled_attempts") or ()):
             queued = self.attempt_inserts.get(attempt_id)
             if queued is None:
                 self.cancelled.setdefault(attempt_id, {"_id": attempt_id, **cancelled})
             elif queued["status"] == "queued":
                 queued.update(cancelled)
-        for attempt_id in map(uuid.UUID, p.get("stopping_attempts") or ()):
+        for attempt_id in map(str, p.get("stopping_attempts") or ()):
             running = self.attempt_inserts.get(attempt_id)
             if running is None:
                 self.stopping.add(attempt_id)
@@ -203,7 +202,7 @@ class RowChanges:
 
     def _attempt_started(self, event: Event) -> None:
         p = event.payload
-        attempt_id = uuid.UUID(p["attempt_id"])
+        attempt_id = str(p["attempt_id"])
         values = {
             "status": "running",
             "worker_id": p["worker_id"],
@@ -218,7 +217,7 @@ class RowChanges:
 
     def _attempt_finished(self, event: Event) -> None:
         p = event.payload
-        attempt_id = uuid.UUID(p["attempt_id"])
+        attempt_id = str(p["attempt_id"])
         values = attempt_result(p)
         row = self.attempt_inserts.get(attempt_id)
         if row is None:
@@ -239,7 +238,7 @@ class RowChanges:
             )
 
     def _attempt_dispatched(self, event: Event) -> None:
-        attempt_id = uuid.UUID(event.payload["attempt_id"])
+        attempt_id = str(event.payload["attempt_id"])
         row = self.attempt_inserts.get(attempt_id)
         if row is None:
             self.undelayed.add(attempt_id)
@@ -257,9 +256,9 @@ _HANDLERS: dict[str, Callable[[RowChanges, Event], None]] = {
 
 
 def _merge(
-    inserts: dict[uuid.UUID, dict[str, Any]],
-    updates: dict[uuid.UUID, dict[str, Any]],
-    row_id: uuid.UUID,
+    inserts: dict[str, dict[str, Any]],
+    updates: dict[str, dict[str, Any]],
+    row_id: str,
     values: dict[str, Any],
 ) -> None:
     if row_id in inserts:

@@ -65,8 +65,13 @@ def sqlalchemy_url(url: str) -> str:
 async def connect(url: str) -> asyncpg.Connection:
     """A plain asyncpg connection to `url` that reads JSON columns with orjson."""
     conn = await asyncpg.connect(asyncpg_dsn(sqlalchemy_url(url)))
+    # Binary jsonb is a version byte and the text: orjson reads the bytes as they come.
     await conn.set_type_codec(
-        "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+        "jsonb",
+        encoder=lambda v: b"\x01" + orjson.dumps(v),
+        decoder=lambda b: orjson.loads(b[1:]),
+        schema="pg_catalog",
+        format="binary",
     )
     return conn
 

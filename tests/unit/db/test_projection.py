@@ -102,17 +102,17 @@ def finished(token: int | None = 5, status: str = "succeeded") -> Event:
 def test_a_run_created_and_changed_in_one_batch_is_one_insert_with_its_latest_values() -> None:
     changes = fold([requested(), planned()])
 
-    assert list(changes.run_inserts) == [RUN]
-    row = changes.run_inserts[RUN]
+    assert list(changes.run_inserts) == [str(RUN)]
+    row = changes.run_inserts[str(RUN)]
     assert (row["status"], row["sha"], row["queued_at"], row["created_at"]) == ("queued", "abc", T0, T0)
     assert changes.run_updates == {}
-    assert changes.stage_inserts[STAGE]["queued_at"] == T0  # JSON turned back into a datetime
+    assert changes.stage_inserts[str(STAGE)]["queued_at"] == T0  # JSON turned back into a datetime
 
 
 def test_an_attempt_started_and_finished_in_the_batch_of_its_insert_is_written_once_finished() -> None:
     changes = fold([planned(), started(), finished()])
 
-    row = changes.attempt_inserts[ATTEMPT]
+    row = changes.attempt_inserts[str(ATTEMPT)]
     assert row["status"] == "succeeded"
     assert row["fencing_token"] == 5
     assert row["test_summary"]["total"] == 2
@@ -124,13 +124,13 @@ def test_an_attempt_started_and_finished_in_the_batch_of_its_insert_is_written_o
 def test_a_result_under_another_fencing_token_does_not_count() -> None:
     changes = fold([planned(), started(token=5), finished(token=4, status="failed")])
 
-    assert changes.attempt_inserts[ATTEMPT]["status"] == "running"
+    assert changes.attempt_inserts[str(ATTEMPT)]["status"] == "running"
 
 
 def test_a_start_after_its_result_changes_nothing_as_decide_ignores_it() -> None:
     changes = fold([planned(), finished(token=None), started()])
 
-    row = changes.attempt_inserts[ATTEMPT]
+    row = changes.attempt_inserts[str(ATTEMPT)]
     assert row["status"] == "succeeded"
     assert row["worker_id"] == "w1"
     assert "fencing_token" not in row
@@ -149,8 +149,8 @@ def test_applying_a_batch_twice_yields_the_same_rows() -> None:
 def test_changes_to_rows_written_before_the_batch_become_guarded_updates() -> None:
     changes = fold([started(), finished()])
 
-    assert changes.started[ATTEMPT]["status"] == "running"
-    assert changes.finished[ATTEMPT]["status"] == "succeeded"
+    assert changes.started[str(ATTEMPT)]["status"] == "running"
+    assert changes.finished[str(ATTEMPT)]["status"] == "succeeded"
     assert changes.attempt_inserts == {}
 
 
@@ -161,7 +161,7 @@ def test_a_retry_whose_backoff_ended_has_its_dispatch_time_cleared() -> None:
         )
     )
 
-    assert fold([dispatched]).undelayed == {ATTEMPT}
+    assert fold([dispatched]).undelayed == {str(ATTEMPT)}
 
 
 def test_events_that_change_no_row_are_counted_as_skipped() -> None:
