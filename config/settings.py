@@ -62,6 +62,19 @@ class CommonSettings(BaseSettings):
     history_retention: float = Field(default=30 * 86400.0, gt=0)
     archive_dir: Path = Path(".comet/archives")
     archive_interval: float = Field(default=3600.0, gt=0)
+    # -- outbound notifications (issue 13, docs/decisions/0024) -------------------------------
+    # Hosts or CIDRs (comma-separated) that notifications may reach although they are private or
+    # loopback, and over http; empty: https to public addresses only. The API checks it when an
+    # integration is created, the orchestrator again at each send.
+    outbound_allow: str = ""
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _outbound_allow(cls, value: str) -> str:
+        from schemas.outbound import parse_allow
+
+        parse_allow(value)
+        return value
 
     @field_validator("kafka_session_timeout_s", "history_retention", "archive_interval", mode="before")
     @classmethod

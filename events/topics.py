@@ -118,8 +118,18 @@ class Topics:
     def status_reporter_group(self) -> str:
         return f"{self.namespace}.status-reporter"
 
+    @property
+    def notifier_group(self) -> str:
+        """Outbound notifications (webhook and Slack integrations), in the orchestrators."""
+        return f"{self.namespace}.notifier"
+
+    def notifier_inputs(self) -> list[str]:
+        return [self.run_status, self.stage_results]
+
     def owns_group(self, group: str) -> bool:
         """Whether `group` is one of this namespace's consumer groups (the ones above)."""
-        return group in (self.orchestrator_group, self.status_reporter_group) or group.startswith(
-            f"{self.namespace}.workers."
-        )
+        return group in (
+            self.orchestrator_group,
+            self.status_reporter_group,
+            self.notifier_group,
+        ) or group.startswith(f"{self.namespace}.workers.")

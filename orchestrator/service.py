@@ -16,10 +16,12 @@ from events.consumer import EventConsumer
 from events.deadletters import DeadLetterSink
 from events.retention import HistoryArchiver
 from orchestrator.handlers import RunEngine
+from orchestrator.notifier import Notifier
 from orchestrator.pipeline_schedules import PipelineScheduleSync
 from orchestrator.reaper import LeaseReaper
 from orchestrator.scheduler import Scheduler
 from orchestrator.status_reporter import StatusReporter
+from schemas.outbound import parse_allow
 from workers.git import MirrorCache
 
 log = structlog.get_logger(__name__)
@@ -57,6 +59,8 @@ class OrchestratorService:
         )
         self.reporter: StatusReporter | None = None
         self.reporter_consumer: EventConsumer | None = None
+        self.notifier: Notifier | None = None
+        self.notifier_consumer: EventConsumer | None = None
         if settings.secret_key is not None:
             self.reporter = StatusReporter(
                 b.sessions,
@@ -71,6 +75,25 @@ class OrchestratorService:
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 handler=self.reporter.handle,
                 dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.status_reporter_group),
+                instance_id=settings.instance_id,
+                session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+            )
+            # Outbound notifications (docs/decisions/0024): their own group, so a slow receiver
+            # or a notifier restart never holds back runs or commit statuses.
+            self.notifier = Notifier(
+                b.sessions,
+                SecretBox(settings.secret_key.get_secret_value()),
+                consumer_name=b.topics.notifier_group,
+                public_url=settings.public_url,
+                allow=parse_allow(settings.outbound_allow),
+            )
+            self.notifier_consumer = EventConsumer(
+                name="notifier",
+                topics=b.topics.notifier_inputs(),
+                group_id=b.topics.notifier_group,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                handler=self.notifier.handle,
+                dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.notifier_group),
                 instance_id=settings.instance_id,
                 session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
             )
@@ -107,6 +130,9 @@ class OrchestratorService:
         if self.reporter is not None and self.reporter_consumer is not None:
             tasks.append(asyncio.create_task(self.reporter_consumer.run(), name="status-consumer"))
             tasks.append(asyncio.create_task(self.reporter.run(), name="status-sender"))
+        if self.notifier is not None and self.notifier_consumer is not None:
+            tasks.append(asyncio.create_task(self.notifier_consumer.run(), name="notifier-consumer"))
+            tasks.append(asyncio.create_task(self.notifier.run(), name="notifier-sender"))
         log.info("orchestrator started", topics=self.backbone.topics.orchestrator_inputs())
         try:
             await stop.wait()
@@ -120,6 +146,9 @@ class OrchestratorService:
             if self.reporter is not None and self.reporter_consumer is not None:
                 self.reporter_consumer.stop()
                 self.reporter.stop()
+            if self.notifier is not None and self.notifier_consumer is not None:
+                self.notifier_consumer.stop()
+                self.notifier.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.backbone.stop()
             log.info("orchestrator stopped")

@@ -23,10 +23,92 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # -- environments and deployments --
     # -- outbound notifications --
+    _notifications_upgrade()
     # -- insights --
     pass
 
 
 def downgrade() -> None:
     # Reverse order of upgrade().
+    # -- outbound notifications --
+    _notifications_downgrade()
     pass
+
+
+# -- outbound notifications (docs/decisions/0024) ------------------------------------------------
+def _notifications_upgrade() -> None:
+    op.create_table(
+        "notification_deliveries",
+        sa.Column("id", sa.UUID(), nullable=False),
+        sa.Column("integration_id", sa.UUID(), nullable=False),
+        sa.Column("project_id", sa.UUID(), nullable=False),
+        sa.Column("event", sa.String(length=40), nullable=False),
+        sa.Column("source_event_id", sa.UUID(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("status", sa.String(length=16), server_default="pending", nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column(
+            "next_attempt_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+        ),
+        sa.Column("last_http_status", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["integration_id"],
+            ["integrations.id"],
+            name=op.f("fk_notification_deliveries_integration_id_integrations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_deliveries")),
+    )
+    op.create_index(
+        "ix_notification_deliveries_integration", "notification_deliveries", ["integration_id", "id"]
+    )
+    op.create_index(
+        "ix_notification_deliveries_due",
+        "notification_deliveries",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+    op.create_table(
+        "notification_attempts",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("delivery_id", sa.UUID(), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.Column("http_status", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["delivery_id"],
+            ["notification_deliveries.id"],
+            name=op.f("fk_notification_attempts_delivery_id_notification_deliveries"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_attempts")),
+    )
+    op.create_index("ix_notification_attempts_delivery", "notification_attempts", ["delivery_id", "number"])
+    op.create_table(
+        "flaky_notices",
+        sa.Column("project_id", sa.UUID(), nullable=False),
+        sa.Column("test_key", sa.String(length=40), nullable=False),
+        sa.Column("run_id", sa.UUID(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_flaky_notices_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("project_id", "test_key", name=op.f("pk_flaky_notices")),
+    )
+
+
+def _notifications_downgrade() -> None:
+    op.drop_table("flaky_notices")
+    op.drop_index("ix_notification_attempts_delivery", table_name="notification_attempts")
+    op.drop_table("notification_attempts")
+    op.drop_index("ix_notification_deliveries_due", table_name="notification_deliveries")
+    op.drop_index("ix_notification_deliveries_integration", table_name="notification_deliveries")
+    op.drop_table("notification_deliveries")

@@ -5,6 +5,7 @@ from db.models.archives import EventArchive, RestorePoint
 from db.models.events import AuditEntry, DeadLetter, InboxEntry, OutboxEvent
 from db.models.idempotency import IdempotencyKey
 from db.models.identity import ApiToken, AuthSession, OAuthIdentity, User
+from db.models.notifications import FlakyNotice, NotificationAttempt, NotificationDelivery
 from db.models.projects import (
     Integration,
     Membership,
@@ -36,11 +37,14 @@ __all__ = [
     "DeadLetter",
     "Deployment",
     "EventArchive",
+    "FlakyNotice",
     "IdempotencyKey",
     "InboxEntry",
     "Integration",
     "LogChunk",
     "Membership",
+    "NotificationAttempt",
+    "NotificationDelivery",
     "OAuthIdentity",
     "OutboxEvent",
     "PipelineDefinition",

@@ -1,12 +1,16 @@
-"""Public shapes of integrations: provider settings such as commit-status reporting."""
+"""Public shapes of integrations: commit-status reporting to the Git host, and outbound
+notifications (`webhook`, `slack`) with their deliveries and every attempt."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from schemas.api.common import SHOWN_ONCE
+from schemas.notifications import NotificationEvent
 
 
 class CommitStatusConfig(BaseModel):
@@ -17,7 +21,7 @@ class CommitStatusConfig(BaseModel):
     )
 
 
-class IntegrationCreate(BaseModel):
+class CommitStatusCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["commit_status"] = Field(description="`commit_status`: report run states on commits.")
     config: CommitStatusConfig = Field(default_factory=CommitStatusConfig)
@@ -26,12 +30,41 @@ class IntegrationCreate(BaseModel):
     )
 
 
+class NotificationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["webhook", "slack"] = Field(
+        description="`webhook`: a signed JSON POST per notification; `slack`: a Slack incoming webhook."
+    )
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Where to POST: an https URL on a public address (private, loopback or plain http "
+        "only for hosts COMET_OUTBOUND_ALLOW names). Stored encrypted.",
+    )
+    events: list[NotificationEvent] = Field(
+        min_length=1, max_length=6, description="The events to send; others are not sent."
+    )
+
+
+IntegrationCreate = Annotated[CommitStatusCreate | NotificationCreate, Field(discriminator="kind")]
+
+
 class IntegrationOut(BaseModel):
     id: uuid.UUID
     kind: str
     config: dict[str, Any]
     enabled: bool
     created_at: datetime
+    url: str | None = Field(
+        default=None, description="Notifications: the target, without its query (Slack: the host only)."
+    )
+    events: list[str] | None = Field(default=None, description="Notifications: the events sent.")
+    secret: str | None = Field(
+        default=None,
+        json_schema_extra={SHOWN_ONCE: True},
+        description="`webhook` only, shown once at creation: the key of `X-Comet-Signature: "
+        't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.',
+    )
 
 
 class IntegrationList(BaseModel):
@@ -52,4 +85,28 @@ class CommitStatusOut(BaseModel):
 
 class CommitStatusList(BaseModel):
     data: list[CommitStatusOut]
+    next_cursor: str | None = None
+
+
+class NotificationAttemptOut(BaseModel):
+    number: int
+    started_at: datetime
+    duration_ms: int
+    http_status: int | None = Field(description="The receiver's answer; null when no answer came.")
+    error: str | None = Field(description="Why it was not delivered; null for a delivered attempt.")
+
+
+class NotificationDeliveryOut(BaseModel):
+    id: uuid.UUID = Field(description="Sent as `X-Comet-Delivery` (the same on every attempt).")
+    event: str
+    source_event_id: uuid.UUID = Field(description="The Comet event the notification came from.")
+    status: Literal["pending", "delivered", "failed"]
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="When it is tried again (pending only).")
+    attempts: list[NotificationAttemptOut]
+
+
+class NotificationDeliveryList(BaseModel):
+    data: list[NotificationDeliveryOut]
     next_cursor: str | None = None
