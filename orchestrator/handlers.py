@@ -296,7 +296,8 @@ class RunEngine:
                         key=str(run_id),
                         correlation_id=last.correlation_id if last else None,
                         causation_id=str(last.event_id) if last else None,
-                        occurred_at=work.now,
+                        # Stamped now, after the attempts were locked: a replay ordered by time
+                        # puts it after every start and result it saw (its rows keep `at`).
                     ),
                 )
             )
