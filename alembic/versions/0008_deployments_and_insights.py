@@ -25,11 +25,13 @@ def upgrade() -> None:
     # -- outbound notifications --
     _notifications_upgrade()
     # -- insights --
-    pass
+    _insights_upgrade()
 
 
 def downgrade() -> None:
     # Reverse order of upgrade().
+    # -- insights --
+    _insights_downgrade()
     # -- outbound notifications --
     _notifications_downgrade()
     pass
@@ -112,3 +114,29 @@ def _notifications_downgrade() -> None:
     op.drop_index("ix_notification_deliveries_due", table_name="notification_deliveries")
     op.drop_index("ix_notification_deliveries_integration", table_name="notification_deliveries")
     op.drop_table("notification_deliveries")
+
+
+# -- insights (docs/decisions/0025) --------------------------------------------------------------
+def _insights_upgrade() -> None:
+    op.create_table(
+        "insight_facts",
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("member_id", sa.UUID(), nullable=False),
+        sa.Column("project_id", sa.UUID(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("environment", sa.String(length=100), nullable=True),
+        sa.Column("stage", sa.String(length=300), nullable=True),
+        sa.Column("value_s", sa.Float(), nullable=True),
+        sa.Column("wait_s", sa.Float(), nullable=True),
+        sa.Column("tests_total", sa.Integer(), nullable=False),
+        sa.Column("tests_flaky", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "member_id", name=op.f("pk_insight_facts")),
+    )
+    op.create_index("ix_insight_facts_window", "insight_facts", ["project_id", "kind", "at"])
+
+
+def _insights_downgrade() -> None:
+    op.drop_index("ix_insight_facts_window", table_name="insight_facts")
+    op.drop_table("insight_facts")

@@ -5,6 +5,7 @@ from db.models.archives import EventArchive, RestorePoint
 from db.models.events import AuditEntry, DeadLetter, InboxEntry, OutboxEvent
 from db.models.idempotency import IdempotencyKey
 from db.models.identity import ApiToken, AuthSession, OAuthIdentity, User
+from db.models.insights import InsightFact
 from db.models.notifications import FlakyNotice, NotificationAttempt, NotificationDelivery
 from db.models.projects import (
     Integration,
@@ -40,6 +41,7 @@ __all__ = [
     "FlakyNotice",
     "IdempotencyKey",
     "InboxEntry",
+    "InsightFact",
     "Integration",
     "LogChunk",
     "Membership",

@@ -1,0 +1,209 @@
+"""A run's rows as the one projection writes them (db/projection.py), kept per run by `comet
+analytics`, and the insight facts they imply — pure: no I/O, no clock.
+
+Keeping the rows through the same `RowChanges` fold the live processes and `comet replay rebuild`
+use means a fact is computed from exactly the values `runs`, `stages` and `stage_attempts` hold:
+the insights of a history equal a SQL computation over its rows, with no second reading of the
+events to drift. A fact is one row of `insight_facts`, keyed by (kind, member): a finished run, a
+timed stage, a finished deployment, an attempt's test counts. Re-deriving a run's facts after any
+event and upserting them is idempotent, so faust's at-least-once redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import DateTime, Table
+
+from db.projection import ATTEMPTS, RUNS, STAGES, Event, RowChanges
+
+FactKind = Literal["run", "stage", "deployment", "tests"]
+FINISHED_RUN = frozenset({"succeeded", "failed", "cancelled"})
+# Stages and deployments count when they ran to a verdict (a cancelled or skipped one did not).
+VERDICT = frozenset({"succeeded", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One row of `insight_facts`: what the insights aggregate over a window of `at`."""
+
+    kind: FactKind
+    member_id: str
+    project_id: str
+    at: datetime
+    status: str
+    environment: str | None = None
+    stage: str | None = None
+    # A stage's duration (started → finished) or a successful deployment's lead time.
+    value_s: float | None = None
+    # A stage's queue wait (queued → started).
+    wait_s: float | None = None
+    tests_total: int = 0
+    tests_flaky: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.member_id)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "member_id": self.member_id,
+            "project_id": self.project_id,
+            "at": self.at,
+            "status": self.status,
+            "environment": self.environment,
+            "stage": self.stage,
+            "value_s": self.value_s,
+            "wait_s": self.wait_s,
+            "tests_total": self.tests_total,
+            "tests_flaky": self.tests_flaky,
+        }
+
+
+def _datetime_columns(table: Table) -> frozenset[str]:
+    return frozenset(c.name for c in table.columns if isinstance(c.type, DateTime))
+
+
+_DATETIMES = {
+    name: _datetime_columns(t) for name, t in (("run", RUNS), ("stages", STAGES), ("attempts", ATTEMPTS))
+}
+
+
+def _parsed(row: Mapping[str, Any], columns: frozenset[str]) -> dict[str, Any]:
+    out = dict(row)
+    for name in columns & out.keys():
+        value = out[name]
+        if isinstance(value, str):
+            out[name] = datetime.fromisoformat(value)
+    return out
+
+
+def _seconds(later: Any, earlier: Any) -> float | None:
+    if isinstance(later, datetime) and isinstance(earlier, datetime):
+        return (later - earlier).total_seconds()
+    return None
+
+
+class RunMirror:
+    """One run's rows (run, stages, attempts), folded from its events in order."""
+
+    __slots__ = ("_changes",)
+
+    def __init__(self, changes: RowChanges | None = None) -> None:
+        self._changes = changes or RowChanges()
+
+    # -- state in and out of the faust table (JSON) ----------------------------------------------
+    @classmethod
+    def load(cls, data: bytes | str | None) -> RunMirror:
+        if not data:
+            return cls()
+        raw = orjson.loads(data)
+        changes = RowChanges()
+        if raw.get("run"):
+            run = _parsed(raw["run"], _DATETIMES["run"])
+            changes.run_inserts[str(run["id"])] = run
+        for stage in raw.get("stages", ()):
+            changes.stage_inserts[str(stage["id"])] = _parsed(stage, _DATETIMES["stages"])
+        for attempt in raw.get("attempts", ()):
+            changes.attempt_inserts[str(attempt["id"])] = _parsed(attempt, _DATETIMES["attempts"])
+        return cls(changes)
+
+    def dump(self) -> bytes:
+        run = next(iter(self._changes.run_inserts.values()), None)
+        return orjson.dumps(
+            {
+                "run": run,
+                "stages": list(self._changes.stage_inserts.values()),
+                "attempts": list(self._changes.attempt_inserts.values()),
+            }
+        )
+
+    # -- folding ---------------------------------------------------------------------------------
+    def apply(self, event: Event) -> bool:
+        """Fold one event; False when its type changes no row (nothing to re-derive)."""
+        before = self._changes.applied
+        self._changes.add(event)
+        # Changes to rows this mirror never saw created (their run.requested is older than what
+        # it read) cannot be placed: drop them rather than let them pile up.
+        c = self._changes
+        for pending in (c.run_updates, c.stage_updates, c.started, c.finished, c.cancelled):
+            pending.clear()
+        c.stopping.clear()
+        c.undelayed.clear()
+        return c.applied > before
+
+    # -- facts -----------------------------------------------------------------------------------
+    def facts(self) -> list[Fact]:
+        """Every fact the run's rows imply now (none until its `run.requested` was seen)."""
+        run = next(iter(self._changes.run_inserts.values()), None)
+        if run is None:
+            return []
+        project = str(run["project_id"])
+        found: list[Fact] = []
+        if run["status"] in FINISHED_RUN and isinstance(run.get("finished_at"), datetime):
+            found.append(Fact("run", str(run["id"]), project, run["finished_at"], run["status"]))
+        names: dict[str, str] = {}
+        for stage in self._changes.stage_inserts.values():
+            names[str(stage["id"])] = stage["name"]
+            found.extend(_stage_facts(stage, run, project))
+        for attempt in self._changes.attempt_inserts.values():
+            summary = attempt.get("test_summary")
+            if summary is None or not isinstance(attempt.get("finished_at"), datetime):
+                continue
+            found.append(
+                Fact(
+                    "tests",
+                    str(attempt["id"]),
+                    project,
+                    attempt["finished_at"],
+                    attempt["status"],
+                    stage=names.get(str(attempt["stage_id"])),
+                    tests_total=int(summary.get("total", 0)),
+                    tests_flaky=int(summary.get("flaky", 0)),
+                )
+            )
+        return found
+
+
+def _stage_facts(stage: Mapping[str, Any], run: Mapping[str, Any], project: str) -> list[Fact]:
+    finished = stage.get("finished_at")
+    if stage["status"] not in VERDICT or not isinstance(finished, datetime):
+        return []
+    found: list[Fact] = []
+    stage_id = str(stage["id"])
+    started = stage.get("started_at")
+    if isinstance(started, datetime):
+        found.append(
+            Fact(
+                "stage",
+                stage_id,
+                project,
+                finished,
+                stage["status"],
+                stage=stage["name"],
+                value_s=_seconds(finished, started),
+                wait_s=_seconds(started, stage.get("queued_at")),
+            )
+        )
+    environment = (stage.get("spec") or {}).get("environment")
+    if environment:
+        # Lead time for changes: from the change entering the pipeline (the run's creation: no
+        # event carries the commit's own time yet, decision 0025) to its successful deployment.
+        lead = _seconds(finished, run.get("created_at")) if stage["status"] == "succeeded" else None
+        found.append(
+            Fact(
+                "deployment",
+                stage_id,
+                project,
+                finished,
+                stage["status"],
+                environment=environment,
+                value_s=lead,
+            )
+        )
+    return found
