@@ -27,4 +27,4 @@ def parse_moment(text: str, now: datetime) -> datetime:
     try:
         return now - timedelta(seconds=ago)
     except OverflowError:
-        raise ValueError(f"{text!r} is too far back") from None
+        raise ValueError(f"{text!r} is out of the range of dates") from None

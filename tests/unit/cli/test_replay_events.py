@@ -111,5 +111,5 @@ def test_a_dry_run_summary_counts_per_event_type() -> None:
 
 
 def test_a_moment_too_far_back_is_a_clear_error_not_an_overflow() -> None:
-    with pytest.raises(ValueError, match="too far back"):
+    with pytest.raises(ValueError, match="out of the range of dates"):
         parse_moment("99999999999d", NOW)
