@@ -126,10 +126,22 @@ class Topics:
     def notifier_inputs(self) -> list[str]:
         return [self.run_status, self.stage_results]
 
+    @property
+    def analytics_group(self) -> str:
+        """`comet analytics` (faust-streaming): its consumer group, also its faust app id, which
+        prefixes its changelog topics (`<group>-runs-changelog`)."""
+        return f"{self.namespace}.analytics"
+
+    def analytics_inputs(self) -> list[str]:
+        """What analytics reads: every topic keyed by run id that carries row-changing events
+        (co-partitioned: the same run's events land on the same partition number in each)."""
+        return [self.run_commands, self.run_status, self.stage_results]
+
     def owns_group(self, group: str) -> bool:
         """Whether `group` is one of this namespace's consumer groups (the ones above)."""
         return group in (
             self.orchestrator_group,
             self.status_reporter_group,
             self.notifier_group,
+            self.analytics_group,
         ) or group.startswith(f"{self.namespace}.workers.")
