@@ -359,6 +359,20 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
+class AnalyticsSettings(CommonSettings):
+    """`comet analytics` (issue 13, docs/decisions/0025): the faust-streaming insights process."""
+
+    # How often the facts folded since the last write go to Postgres in one transaction.
+    analytics_flush_interval: float = Field(default=1.0, gt=0, le=60)
+    # faust's own data directory (its table state is in memory and in its Kafka changelog).
+    analytics_data_dir: Path = Path(".comet/analytics")
+
+    @field_validator("analytics_flush_interval", mode="before")
+    @classmethod
+    def _flush_interval(cls, value: object) -> float:
+        return _seconds(value)
+
+
 S = TypeVar("S", bound=CommonSettings)
 
 
