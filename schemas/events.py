@@ -194,6 +194,37 @@ class StageStatusChanged(EventPayload):
     at: datetime
 
 
+DeploymentStatus = Literal["waiting", "queued", "in_progress", "succeeded", "failed", "cancelled", "rejected"]
+
+
+class DeploymentStatusChanged(EventPayload):
+    """A deployment was created (`previous` None) or changed status (decision 0027). Emitted by the
+    orchestrator into the run's history (key: the run id, on the run-status topic) for every change;
+    the projection (`db/projection.py`) writes the `deployments` row from it alone. `reason` says
+    why it waits (approvals, another deployment, a wait timer) or why it failed / was rejected;
+    `approvals` is the deployment's whole list of reviews so far ([{user_id, decision, comment,
+    at}]); `requested_at`, `started_at`, `finished_at` are the row's timings."""
+
+    TYPE = "deployment.status_changed"
+    deployment_id: uuid.UUID
+    project_id: uuid.UUID
+    run_id: uuid.UUID
+    stage: str
+    environment: str
+    status: DeploymentStatus
+    previous: DeploymentStatus | None = None
+    sha: str | None = None
+    ref: str | None = None
+    url: str | None = None
+    rollback_of: uuid.UUID | None = None
+    triggered_by: uuid.UUID | None = None
+    at: datetime
+    reason: str | None = None
+    approvals: list[dict[str, Any]] = []
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
 class RunChanged(EventPayload):
     """The rows one orchestrator transaction changed for a run, as `decide()` left them: the run's
     changed columns, the stages it planned (whole rows, with their ids), the changed columns of
@@ -256,6 +287,7 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         AttemptFinished,
         RunStatusChanged,
         StageStatusChanged,
+        DeploymentStatusChanged,
         RunChanged,
         DeadLettered,
         RunNote,
