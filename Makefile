@@ -1,7 +1,7 @@
 # Comet: the two commands are `make run` and `make test` (see README.md).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help run test up down services services-down bench lint
+.PHONY: help run test up down services services-down bench lint k8s-check
 
 help:
 	@echo "make run            - services + migrations + demo + api, orchestrator, 2 workers (Ctrl-C stops)"
@@ -10,6 +10,7 @@ help:
 	@echo "make services       - only Kafka + PostgreSQL; make services-down stops them"
 	@echo "make bench          - benchmarks, as ratios of raw Kafka and Postgres references"
 	@echo "make lint           - ruff + mypy"
+	@echo "make k8s-check      - render deploy/k8s (kustomize) and validate every manifest offline (kubeconform)"
 
 run:
 	@scripts/platform.sh run
@@ -31,6 +32,9 @@ test:
 
 bench:
 	@scripts/bench.sh
+
+k8s-check:
+	@scripts/k8s-check.sh
 
 lint:
 	@scripts/python.sh -c ""

@@ -19,6 +19,8 @@ say "ruff"
 .venv/bin/ruff format --check .
 say "mypy (strict)"
 .venv/bin/mypy
+say "k8s-check (deploy/k8s against the vendored schemas, offline)"
+"$ROOT/scripts/k8s-check.sh"
 say "pytest"
 rm -f .coverage .coverage.*
 .venv/bin/pytest --cov --cov-report=term --cov-fail-under=80 "$@"
