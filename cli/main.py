@@ -92,6 +92,16 @@ def worker(
     run_until_signalled(service.run)
 
 
+# -- insights (issue 13, docs/decisions/0025) -----------------------------------------------------
+@app.command()
+def analytics() -> None:
+    """Run the faust-streaming insights process (off the critical path)."""
+    from cli.analytics import run
+    from config.settings import AnalyticsSettings
+
+    run(_settings(AnalyticsSettings, "analytics"))
+
+
 @app.command()
 def migrate() -> None:
     """Apply database migrations (alembic upgrade head)."""
@@ -245,6 +255,7 @@ def replay_verify(
         typer.echo(line)
     if not identical:
         raise typer.Exit(1)
+
 
 # -- comet dlq ----------------------------------------------------------------------------------
 

@@ -1,0 +1,164 @@
+"""`comet analytics`: a faust-streaming app (docs/decisions/0025) that keeps each run's rows in a
+changelog-backed table, derives its insight facts (events/analytics/facts.py) and writes the
+changed ones to Postgres in one transaction per flush.
+
+Off the critical path: nothing waits for it. Its consumer group and changelog topic are its own
+(events/topics.py); stopped, it loses nothing — restarted, faust restores the table from the
+changelog and resumes from the committed offsets, and every fact in the table is written once more
+(idempotent upserts), so what was folded but not yet flushed before a stop reaches Postgres too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, cast
+
+import faust
+from faust.tables.manager import TableManager
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from config.settings import AnalyticsSettings
+from db.engine import make_engine
+from db.projection import PROJECTED_TYPES, from_envelope
+from db.repositories import insights
+from events.admin import TopicAdmin
+from events.analytics.facts import Fact, RunMirror
+from events.envelope import UndecodableEventError, decode
+from events.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+# The facts to write next: a fact, or None for one that no longer holds (deleted).
+Pending = dict[tuple[str, str], Fact | None]
+
+
+class Analytics:
+    """The faust app, its run table, the facts waiting to be flushed, and counters for /metrics."""
+
+    def __init__(self, settings: AnalyticsSettings) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_namespace)
+        self.app = faust.App(
+            self.topics.analytics_group,
+            broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap_servers.split(",")],
+            store="memory://",
+            datadir=str(settings.analytics_data_dir),
+            web_enabled=False,
+            topic_partitions=settings.kafka_partitions,
+            topic_replication_factor=1,
+            # The topics are ours (created by TopicAdmin with their retention), never faust's.
+            topic_allow_declare=False,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+        )
+        self.source = self.app.topic(
+            *self.topics.analytics_inputs(), key_serializer="raw", value_serializer="raw"
+        )
+        self.runs = self.app.Table(
+            "runs",
+            partitions=settings.kafka_partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.pending: Pending = {}
+        self.consumed = 0
+        self.flushed = 0
+        self.last_flush = 0.0
+        self._engine: AsyncEngine | None = None
+        self._replayed = False
+        self._lock = asyncio.Lock()
+        self.app.agent(self.source, name="analytics.fold")(self._fold)
+        self.app.timer(settings.analytics_flush_interval, name="analytics.flush")(self._flush_timer)
+
+    # -- folding (the agent) -----------------------------------------------------------------------
+    async def _fold(self, stream: Any) -> None:
+        async for event in stream.events():
+            self.consumed += 1
+            self.fold_one(event.key, event.value)
+
+    def fold_one(self, key: bytes | None, value: bytes | None) -> None:
+        """Fold one message into its run's mirror and note which facts changed."""
+        try:
+            envelope = decode(value)
+        except UndecodableEventError as exc:
+            # The orchestrator dead-letters these; analytics only skips them.
+            log.warning("analytics skipped an undecodable event", reason=str(exc))
+            return
+        if envelope.type not in PROJECTED_TYPES or not key:
+            return
+        mirror = RunMirror.load(self.runs.get(key))
+        before = {f.key: f for f in mirror.facts()}
+        if not mirror.apply(from_envelope(envelope)):
+            return
+        self.runs[key] = mirror.dump()
+        after = {f.key: f for f in mirror.facts()}
+        for fact_key in before.keys() - after.keys():
+            self.pending[fact_key] = None
+        for fact_key, fact in after.items():
+            if before.get(fact_key) != fact:
+                self.pending[fact_key] = fact
+
+    # -- writing (the timer) -----------------------------------------------------------------------
+    async def _flush_timer(self) -> None:
+        if not self._replayed:
+            # After (re)start and table recovery, write every fact the table implies once: what a
+            # previous run folded but had not flushed when it stopped is written now.
+            recovery = cast(TableManager, self.app.tables).recovery
+            if not recovery.completed.is_set():
+                return
+            for _key, value in list(self.runs.items()):
+                for fact in RunMirror.load(value).facts():
+                    self.pending.setdefault(fact.key, fact)
+            self._replayed = True
+        await self.flush()
+
+    async def flush(self) -> int:
+        """Write the pending facts in one transaction; they stay pending if Postgres fails."""
+        async with self._lock:
+            if not self.pending:
+                return 0
+            batch, self.pending = self.pending, {}
+            try:
+                async with self.engine.begin() as conn:
+                    await insights.upsert(conn, [f.row() for f in batch.values() if f is not None])
+                    await insights.delete(conn, [k for k, f in batch.items() if f is None])
+            except Exception as exc:  # noqa: BLE001  (a database outage: keep them, try again)
+                for key, fact in batch.items():
+                    self.pending.setdefault(key, fact)
+                log.warning("analytics could not write facts; retrying", error=str(exc), facts=len(batch))
+                return 0
+            self.flushed += len(batch)
+            self.last_flush = time.monotonic()
+            return len(batch)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings, application_name="comet-analytics")
+        return self._engine
+
+    # -- life cycle --------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then drain: stop consuming, write what is pending, leave the
+        group (faust commits the offsets of what it processed)."""
+        admin = TopicAdmin(
+            self.settings.kafka_bootstrap_servers,
+            partitions=self.settings.kafka_partitions,
+            configs=self.topics.retention,
+        )
+        await admin.ensure(self.topics.analytics_inputs())
+        log.info(
+            "analytics starting", group=self.topics.analytics_group, topics=self.topics.analytics_inputs()
+        )
+        await self.app.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("analytics draining")
+            await self.app.stop()
+            await self.flush()
+            if self._engine is not None:
+                await self._engine.dispose()
+            log.info("analytics stopped", consumed=self.consumed, flushed=self.flushed)
