@@ -225,7 +225,7 @@ async def run_with_project(
     rows = await session.execute(
         select(Run, Project.name).join(Project, Project.id == Run.project_id).where(Run.id.in_(set(run_ids)))
     )
-    return {run.id: (run, name) for run, name in rows.tuples()}
+    return {run.id: (run, name) for run, name in rows}
 
 
 async def stage_and_deployment(

@@ -95,6 +95,8 @@ def common_env(database_url: str, namespace: str) -> dict[str, Any]:
         "kafka_bootstrap_servers": KAFKA,
         "topic_namespace": namespace,
         "kafka_partitions": "3",
+        # The notification tests' local receiver (http on loopback) is reachable; nothing else is.
+        "outbound_allow": "127.0.0.1",
     }
 
 

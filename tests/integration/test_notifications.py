@@ -1,0 +1,182 @@
+"""Outbound notifications end to end: integrations created through the API, runs on the real
+orchestrator and workers, and a local receiver (http on loopback, which COMET_OUTBOUND_ALLOW
+names for these tests) that checks what arrives — signed webhook calls, retried after the
+receiver failed the first tries, every attempt listed; Slack messages; filters that send nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from events.topics import Topics
+from orchestrator.notification_format import verify_signature
+from tests.integration.conftest import Platform, make_repo
+from tests.integration.helpers import add_project, owner_headers, start_run, wait_for_run
+
+pytestmark = pytest.mark.integration
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 recording every call; the first `failures` get a 500."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.failures = failures
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                failing = len(receiver.calls) < receiver.failures
+                receiver.calls.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": body, "ok": not failing}
+                )
+                self.send_response(500 if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def delivered(self, path: str) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["path"] == path and c["ok"]]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(failures=2)
+    r.thread.start()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+PIPELINE = """
+name: ci
+stages:
+  build: {run: echo built}
+  deploy: {run: echo deploying, environment: staging, needs: [build]}
+"""
+
+
+async def _integration(
+    client: httpx.AsyncClient, headers: dict[str, str], project_id: uuid.UUID, body: dict[str, Any]
+) -> dict[str, Any]:
+    created = await client.post(f"/api/v1/projects/{project_id}/integrations", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    answer: dict[str, Any] = created.json()
+    return answer
+
+
+async def _until(what: str, check: Any, timeout: float = 60) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not check():
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+@pytest.mark.timeout(120)
+async def test_signed_notifications_arrive_after_the_receiver_failed_the_first_tries(
+    platform: Platform,
+    sessions: async_sessionmaker[AsyncSession],
+    namespace: str,
+    tmp_path: Path,
+    api_client: httpx.AsyncClient,
+    receiver: Receiver,
+) -> None:
+    repo, sha = make_repo(tmp_path / "repo", {".comet.yml": PIPELINE})
+    project_id = await add_project(sessions, str(repo))
+    headers = await owner_headers(api_client, sessions, project_id)
+    hook = await _integration(
+        api_client,
+        headers,
+        project_id,
+        {
+            "kind": "webhook",
+            "url": f"{receiver.url}/hooks",
+            "events": ["run.finished", "deployment.started", "deployment.finished"],
+        },
+    )
+    secret = hook["secret"]
+    assert len(secret) == 64
+    assert hook["events"] == ["run.finished", "deployment.started", "deployment.finished"]
+    slack = await _integration(
+        api_client,
+        headers,
+        project_id,
+        {"kind": "slack", "url": f"{receiver.url}/slack/T000/B000/XXXX", "events": ["run.failed"]},
+    )
+    assert slack["secret"] is None
+    assert slack["url"] == f"{receiver.url}/…", "a Slack URL's token is not shown"
+
+    run_id = await start_run(sessions, Topics(namespace), project_id, sha=sha)
+    assert (await wait_for_run(sessions, run_id)).status == "succeeded"
+    await _until("three delivered webhook calls", lambda: len(receiver.delivered("/hooks")) >= 3)
+
+    calls = receiver.delivered("/hooks")
+    now = int(time.time())
+    for call in calls:
+        assert verify_signature(secret, call["headers"]["X-Comet-Signature"], call["body"], now=now)
+        assert call["headers"]["Content-Type"] == "application/json"
+    bodies = {call["headers"]["X-Comet-Event"]: json.loads(call["body"]) for call in calls}
+    assert set(bodies) == {"run.finished", "deployment.started", "deployment.finished"}
+    assert bodies["run.finished"]["data"]["run_id"] == str(run_id)
+    assert bodies["run.finished"]["data"]["status"] == "succeeded"
+    assert bodies["deployment.finished"]["data"]["environment"] == "staging"
+    assert bodies["deployment.finished"]["data"]["status"] == "succeeded"
+    assert bodies["deployment.finished"]["data"]["sha"] == sha
+    delivery_ids = [call["headers"]["X-Comet-Delivery"] for call in calls]
+    assert len(set(delivery_ids)) == 3, "each notification is its own delivery"
+    failed_tries = [c for c in receiver.calls if not c["ok"]]
+    assert len(failed_tries) == 2
+    assert {c["headers"]["X-Comet-Delivery"] for c in failed_tries} <= set(delivery_ids), (
+        "a retry sends the same delivery again"
+    )
+    assert not [c for c in receiver.calls if c["path"].startswith("/slack")], "the filter excluded a success"
+
+    async def listed() -> list[dict[str, Any]]:
+        url = f"/api/v1/projects/{project_id}/integrations/{hook['id']}/deliveries"
+        response = await api_client.get(url, headers=headers)
+        assert response.status_code == 200, response.text
+        data: list[dict[str, Any]] = response.json()["data"]
+        return data
+
+    # The receiver answered; the notifier records the attempt just after.
+    deliveries = await listed()
+    async with asyncio.timeout(10):
+        while not all(d["status"] == "delivered" for d in deliveries):
+            await asyncio.sleep(0.1)
+            deliveries = await listed()
+    assert len(deliveries) == 3
+    attempts = [a for d in deliveries for a in d["attempts"]]
+    assert sorted(a["http_status"] for a in attempts) == [204, 204, 204, 500, 500]
+    retried = [d for d in deliveries if len(d["attempts"]) > 1]
+    assert retried, "the failed tries are recorded"
+    for d in retried:
+        assert [a["number"] for a in d["attempts"]] == list(range(1, len(d["attempts"]) + 1))
+        assert d["attempts"][0]["error"].startswith("HTTP 500")
+        assert d["attempts"][-1]["error"] is None
+        assert all(a["duration_ms"] >= 0 for a in d["attempts"])
+    none_for_slack = await api_client.get(
+        f"/api/v1/projects/{project_id}/integrations/{slack['id']}/deliveries", headers=headers
+    )
+    assert none_for_slack.json() == {"data": [], "next_cursor": None}
