@@ -180,3 +180,52 @@ async def test_signed_notifications_arrive_after_the_receiver_failed_the_first_t
         f"/api/v1/projects/{project_id}/integrations/{slack['id']}/deliveries", headers=headers
     )
     assert none_for_slack.json() == {"data": [], "next_cursor": None}
+
+
+@pytest.mark.timeout(120)
+async def test_a_failed_run_reaches_slack_and_a_webhook_that_filters_it_out_gets_nothing(
+    platform: Platform,
+    sessions: async_sessionmaker[AsyncSession],
+    namespace: str,
+    tmp_path: Path,
+    api_client: httpx.AsyncClient,
+) -> None:
+    receiver = Receiver()
+    receiver.thread.start()
+    try:
+        repo, sha = make_repo(tmp_path / "repo", {".comet.yml": "name: ci\nstages:\n  unit: {run: exit 3}\n"})
+        name = f"shop-{uuid.uuid4().hex[:6]}"
+        project_id = await add_project(sessions, str(repo), name=name)
+        headers = await owner_headers(api_client, sessions, project_id)
+        slack = await _integration(
+            api_client,
+            headers,
+            project_id,
+            {"kind": "slack", "url": f"{receiver.url}/slack", "events": ["run.failed", "run.finished"]},
+        )
+        quiet = await _integration(
+            api_client,
+            headers,
+            project_id,
+            {"kind": "webhook", "url": f"{receiver.url}/quiet", "events": ["deployment.started"]},
+        )
+        run_id = await start_run(sessions, Topics(namespace), project_id, sha=sha)
+        assert (await wait_for_run(sessions, run_id)).status == "failed"
+        await _until("the Slack message", lambda: receiver.delivered("/slack"))
+        await asyncio.sleep(1.0)  # anything else queued for this run would be sent by now
+
+        [call] = receiver.calls
+        assert call["headers"]["X-Comet-Event"] == "run.failed", "a failed run is sent once, as run.failed"
+        assert "X-Comet-Signature" not in call["headers"]
+        message = json.loads(call["body"])
+        assert message["text"] == f"{name}: run failed on main @ {sha[:8]} — stage unit failed: exit code 3"
+        assert message["blocks"][0]["type"] == "section"
+        assert f"/api/v1/runs/{run_id}|View the run>" in message["blocks"][0]["text"]["text"]
+        listed = await api_client.get(
+            f"/api/v1/projects/{project_id}/integrations/{quiet['id']}/deliveries", headers=headers
+        )
+        assert listed.json()["data"] == []
+        assert slack["events"] == ["run.failed", "run.finished"]
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
