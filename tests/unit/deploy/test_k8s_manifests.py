@@ -314,3 +314,18 @@ def test_the_strimzi_topics_are_the_ones_comet_uses_with_its_partitions_and_rete
     assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
     bootstrap = f"{kafka['metadata']['name']}-kafka-bootstrap.{kafka['metadata']['namespace']}.svc:9092"
     assert config["COMET_KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
+
+
+def test_the_image_runs_comet_as_the_user_and_with_the_paths_the_manifests_expect() -> None:
+    """No container engine runs here: the Dockerfile is checked against the manifests by reading."""
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    (user,) = (line.split()[1] for line in lines if line.startswith("USER "))
+    (entrypoint,) = (line for line in lines if line.startswith("ENTRYPOINT "))
+    assert entrypoint.endswith('"comet"]')
+    manifests = _render(K8S / "base")
+    config = _config(manifests)
+    for _, pod in _pods(manifests):
+        assert user == f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
+    text = "\n".join(lines)
+    for setting in ("COMET_WORKSPACE_DIR", "COMET_GIT_CACHE_DIR", "COMET_ARCHIVE_DIR"):
+        assert f"{setting}={config[setting]}" in text
