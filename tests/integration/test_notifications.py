@@ -11,17 +11,27 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.crypto import SecretBox
+from db.models import NotificationAttempt, NotificationDelivery, Run, Stage, StageAttempt, TestCase
+from db.repositories import notifications
+from events.consumer import Received
+from events.envelope import new_envelope
 from events.topics import Topics
 from orchestrator.notification_format import verify_signature
-from tests.integration.conftest import Platform, make_repo
+from orchestrator.notifier import Notifier
+from schemas.events import AttemptFinished, TestCounts
+from schemas.outbound import OutboundAllow, parse_allow
+from tests.integration.conftest import TEST_SECRET_KEY, Platform, make_repo
 from tests.integration.helpers import add_project, owner_headers, start_run, wait_for_run
 
 pytestmark = pytest.mark.integration
@@ -226,6 +236,174 @@ async def test_a_failed_run_reaches_slack_and_a_webhook_that_filters_it_out_gets
         )
         assert listed.json()["data"] == []
         assert slack["events"] == ["run.failed", "run.finished"]
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+async def _attempt_with_flaky_cases(
+    sessions: async_sessionmaker[AsyncSession], project_id: uuid.UUID, run_id: uuid.UUID, keys: list[str]
+) -> Received:
+    """A finished attempt of stage `unit` in the run, whose cases `keys` were found flaky: the
+    `attempt.finished` event the notifier receives for it."""
+    async with sessions.begin() as session:
+        stage = Stage(
+            run_id=run_id,
+            name="unit",
+            base_name="unit",
+            position=0,
+            matrix={},
+            status="succeeded",
+            needs=[],
+            pool="default",
+            spec={},
+            attempt=1,
+        )
+        session.add(stage)
+        await session.flush()
+        attempt = StageAttempt(run_id=run_id, stage_id=stage.id, number=1, status="succeeded", pool="default")
+        session.add(attempt)
+        await session.flush()
+        for key in keys:
+            session.add(
+                TestCase(
+                    attempt_id=attempt.id,
+                    project_id=project_id,
+                    run_id=run_id,
+                    stage_id=stage.id,
+                    stage="unit",
+                    attempt=1,
+                    ref="refs/heads/main",
+                    sha=None,
+                    key=key,
+                    name=f"test_{key}",
+                    classname="tests.test_shop",
+                    status="passed",
+                    duration_s=0.1,
+                    flaky=True,
+                )
+            )
+    finished = AttemptFinished(
+        run_id=run_id,
+        stage_id=stage.id,
+        attempt_id=attempt.id,
+        stage="unit",
+        number=1,
+        status="succeeded",
+        finished_at=datetime.now(UTC),
+        tests=TestCounts(total=len(keys), passed=len(keys), flaky=len(keys)),
+    )
+    return Received(new_envelope(finished, key=str(run_id)), "stage-results", 0, 0)
+
+
+async def _project_and_run(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, project_id: uuid.UUID | None = None
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A running run of `project_id` (default: a new project)."""
+    project_id = project_id or await add_project(sessions, str(tmp_path / "nowhere.git"))
+    async with sessions.begin() as session:
+        number = len((await session.scalars(select(Run.id).where(Run.project_id == project_id))).all()) + 1
+        run = Run(
+            project_id=project_id,
+            number=number,
+            status="running",
+            ref="refs/heads/main",
+            trigger={"kind": "api"},
+        )
+        session.add(run)
+        await session.flush()
+        return project_id, run.id
+
+
+def _notifier(sessions: async_sessionmaker[AsyncSession], allow: OutboundAllow) -> Notifier:
+    return Notifier(
+        sessions,
+        SecretBox(TEST_SECRET_KEY),
+        consumer_name=f"notifier-test-{uuid.uuid4().hex[:8]}",
+        public_url="https://ci.example.com",
+        allow=allow,
+    )
+
+
+async def _deliveries(
+    sessions: async_sessionmaker[AsyncSession], integration_id: uuid.UUID
+) -> list[NotificationDelivery]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(NotificationDelivery).where(NotificationDelivery.integration_id == integration_id)
+        )
+        return list(rows.all())
+
+
+async def test_a_test_newly_found_flaky_is_announced_once_per_project(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    project_id, run_id = await _project_and_run(sessions, tmp_path)
+    async with sessions.begin() as session:
+        hook = await notifications.create(
+            session,
+            SecretBox(TEST_SECRET_KEY),
+            project_id=project_id,
+            kind="webhook",
+            url="https://hooks.example.com/comet",
+            shown_url="https://hooks.example.com/comet",
+            events=["test.flaky"],
+            secret="s3cret",
+        )
+    notifier = _notifier(sessions, OutboundAllow())
+
+    first = await _attempt_with_flaky_cases(sessions, project_id, run_id, ["k-checkout", "k-cart"])
+    await notifier.handle([first])
+    await notifier.handle([first])  # redelivered by Kafka: the inbox makes it a no-op
+    queued = await _deliveries(sessions, hook.id)
+    assert sorted(json.loads(d.body)["data"]["key"] for d in queued) == ["k-cart", "k-checkout"]
+    assert {d.event for d in queued} == {"test.flaky"}
+
+    _, later_run = await _project_and_run(sessions, tmp_path, project_id)
+    again = await _attempt_with_flaky_cases(sessions, project_id, later_run, ["k-cart", "k-payment"])
+    await notifier.handle([again])
+    keys = sorted(json.loads(d.body)["data"]["key"] for d in await _deliveries(sessions, hook.id))
+    assert keys == ["k-cart", "k-checkout", "k-payment"], "k-cart was announced already"
+
+
+async def test_a_target_refused_at_send_time_is_not_called_and_the_refusal_is_recorded(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    receiver.thread.start()
+    try:
+        project_id, run_id = await _project_and_run(sessions, tmp_path)
+        async with sessions.begin() as session:
+            hook = await notifications.create(
+                session,
+                SecretBox(TEST_SECRET_KEY),
+                project_id=project_id,
+                kind="webhook",
+                url=f"{receiver.url}/hooks",
+                shown_url=f"{receiver.url}/hooks",
+                events=["test.flaky"],
+                secret="s3cret",
+            )
+        # Allowed when it was created; the allow-list no longer names it now.
+        created_under = _notifier(sessions, parse_allow("127.0.0.1"))
+        await created_under.handle([await _attempt_with_flaky_cases(sessions, project_id, run_id, ["k-1"])])
+        sender = _notifier(sessions, OutboundAllow())
+        async with httpx.AsyncClient() as client:
+            assert await sender.send_due(client) == 0
+        [delivery] = await _deliveries(sessions, hook.id)
+        assert (delivery.status, delivery.attempts) == ("pending", 1)
+        async with sessions() as session:
+            [attempt] = (
+                await session.scalars(
+                    select(NotificationAttempt).where(NotificationAttempt.delivery_id == delivery.id)
+                )
+            ).all()
+        assert attempt.http_status is None
+        assert attempt.error == (
+            "refused: the URL must use https (http is allowed only for hosts COMET_OUTBOUND_ALLOW names; "
+            "127.0.0.1 is not one)"
+        )
+        assert receiver.calls == []
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()
