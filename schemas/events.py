@@ -225,6 +225,44 @@ class DeploymentStatusChanged(EventPayload):
     finished_at: datetime | None = None
 
 
+ReviewDecision = Literal["approved", "rejected"]
+
+
+class DeploymentReviewed(EventPayload):
+    """Someone approved or rejected a deployment waiting at its gate (an input to `decide()`,
+    recorded by `POST /deployments/{id}/approve|reject` and by the stage-approval route)."""
+
+    TYPE = "deployment.reviewed"
+    run_id: uuid.UUID
+    deployment_id: uuid.UUID
+    user_id: uuid.UUID
+    decision: ReviewDecision
+    comment: str = ""
+    # Who, as people read it (the reviewer's email), for the reason a rejection fails the stage with.
+    reviewer: str = ""
+    at: datetime
+
+
+class DeploymentTimerFired(EventPayload):
+    """A deployment's wait timer or approval deadline passed (the orchestrator's deployment timer
+    records it; `decide()` reads the time from `at`, never from a clock)."""
+
+    TYPE = "deployment.timer_fired"
+    run_id: uuid.UUID
+    deployment_id: uuid.UUID
+    at: datetime
+
+
+class DeploymentEnvironmentGranted(EventPayload):
+    """The deployment's environment is free and it is next in line: it may deploy now (decided
+    by the orchestrator shell under the environment's lock, applied in the same transaction)."""
+
+    TYPE = "deployment.environment_granted"
+    run_id: uuid.UUID
+    deployment_id: uuid.UUID
+    environment: str
+
+
 class RunChanged(EventPayload):
     """The rows one orchestrator transaction changed for a run, as `decide()` left them: the run's
     changed columns, the stages it planned (whole rows, with their ids), the changed columns of
@@ -242,6 +280,9 @@ class RunChanged(EventPayload):
     cancelled_attempts: list[uuid.UUID] = []
     stopping_attempts: list[uuid.UUID] = []
     cancel_reason: str | None = None
+    # Deployments (decision 0027): new rows (whole) and other deployments' changed columns (by id).
+    new_deployments: list[dict[str, Any]] = []
+    deployments: dict[str, dict[str, Any]] = {}
 
 
 class DeadLettered(EventPayload):
@@ -288,6 +329,9 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         RunStatusChanged,
         StageStatusChanged,
         DeploymentStatusChanged,
+        DeploymentReviewed,
+        DeploymentTimerFired,
+        DeploymentEnvironmentGranted,
         RunChanged,
         DeadLettered,
         RunNote,
