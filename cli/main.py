@@ -80,6 +80,13 @@ def worker(
 
     overrides: dict[str, object] = {}
     if pool is not None:
+        from schemas.pipeline import POOL_NAME
+
+        if not POOL_NAME.fullmatch(pool):
+            raise CliError(
+                f"--pool: {pool!r} is not a valid pool name (it names a Kafka topic: lowercase letters, "
+                "digits, '_', '.', '-'; at most 63 characters)"
+            )
         overrides["pool"] = pool
     if concurrency is not None:
         overrides["concurrency"] = concurrency

@@ -299,7 +299,8 @@ def default_workspace_dir() -> str:
 class WorkerSettings(CommonSettings):
     pool: str = "default"
     concurrency: int = Field(default=4, ge=1, le=256)
-    labels: dict[str, str] = Field(default_factory=dict)
+    # `k=v,k2=v2` in COMET_LABELS (not JSON): NoDecode hands the text to `_labels`.
+    labels: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     # Outside any project tree: tools that look upward for their configuration (pytest's rootdir,
     # eslint, editorconfig) must find the stage's checkout, never files around the workspace.
     workspace_dir: str = Field(default_factory=default_workspace_dir)
@@ -347,16 +348,20 @@ class WorkerSettings(CommonSettings):
             return parse_labels(value)
         return value
 
+    @field_validator("labels")
+    @classmethod
+    def _label_rules(cls, value: dict[str, str]) -> dict[str, str]:
+        from schemas.labels import check_labels
+
+        return check_labels(value)
+
 
 def parse_labels(text: str) -> dict[str, str]:
-    """`k=v,k2=v2` -> dict; raises ValueError naming the bad item."""
-    labels: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"label {item!r} is not key=value")
-        labels[key.strip()] = value.strip()
-    return labels
+    """`k=v,k2=v2` -> dict; raises ValueError naming the bad item (the rule of schemas/labels.py,
+    which `.comet.yml` stage labels follow too)."""
+    from schemas.labels import parse_labels as parse
+
+    return parse(text)
 
 
 class AnalyticsSettings(CommonSettings):

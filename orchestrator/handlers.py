@@ -253,6 +253,7 @@ class RunEngine:
                 number=command.number,
                 pool=command.pool,
                 dispatch_at=work.now + timedelta(seconds=command.delay_s) if command.delay_s > 0 else None,
+                labels=dict(work.states[run_id].stages[command.stage].spec.get("labels") or {}),
             )
             new_attempts.setdefault(run_id, []).append(attempt)
             if attempt.dispatch_at is not None:

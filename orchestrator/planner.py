@@ -111,6 +111,8 @@ def _spec(definition: PipelineDefinition, stage: StageSpec, leg: _Leg) -> dict[s
         "coverage_min": None if stage.coverage is None else stage.coverage.min,
         "checkout": stage.checkout,
     }
+    if stage.labels:
+        spec["labels"] = dict(stage.labels)
     if leg.node is not None:
         spec["node"] = {"index": leg.node[0], "total": leg.node[1]}
     if stage.split is not None:

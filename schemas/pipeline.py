@@ -37,6 +37,7 @@ from schemas.durations import parse_duration
 from schemas.expressions import parse_expression
 from schemas.globs import check_glob
 from schemas.interpolation import check_template
+from schemas.labels import check_labels
 from schemas.triggers import (
     Globs,
     PullRequestFilter,
@@ -258,6 +259,9 @@ class StageSpec(_Model):
     environment: str | None = Field(default=None, min_length=1, description="records a Deployment")
     approval: bool = False
     checkout: bool = Field(default=True, description="false: the stage starts in an empty workspace")
+    labels: Annotated[dict[Text, Text], AfterValidator(check_labels)] = Field(
+        default={}, description="runs only on a worker of its pool that advertises all of these"
+    )
 
     @field_validator("needs")
     @classmethod

@@ -88,7 +88,9 @@ class WorkerService:
             ids = list(dispatched)[: max(self._free_slots(), 0)]
             async with self.backbone.sessions.begin() as session:
                 # Redelivered dispatches find their attempt claimed, finished or cancelled: not returned.
-                claims = await attempts_repo.claim_many(session, ids, self.worker_id, self.settings.lease_s)
+                claims = await attempts_repo.claim_many(
+                    session, ids, self.worker_id, self.settings.lease_s, self.settings.labels
+                )
                 await self._record_starts(session, claims, dispatched)
             self._start(claims)
 
@@ -117,6 +119,7 @@ class WorkerService:
                             self.settings.lease_s,
                             older_than_s=self.settings.stale_dispatch_s,
                             limit=self._free_slots(),
+                            labels=self.settings.labels,
                         )
                         await self._record_starts(session, claims, {})
                     self._start(claims)

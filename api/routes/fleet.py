@@ -7,9 +7,9 @@ from fastapi import APIRouter
 
 from api.deps import BackboneDep, CurrentUser, SessionDep
 from api.errors import problem_responses
+from api.queue_signals import read_signals
 from api.routes import API_PREFIX
-from db.repositories.fleet import list_queues, list_workers
-from events.lag import dispatch_lag
+from db.repositories.fleet import list_workers
 from schemas.api.fleet import QueueList, QueueOut, WorkerList, WorkerOut
 
 router = APIRouter(prefix=API_PREFIX, tags=["workers"])
@@ -46,16 +46,17 @@ async def get_workers(_: CurrentUser, session: SessionDep) -> WorkerList:
 
 @router.get(
     "/queues",
-    summary="Queue depth and lag per pool",
-    description="Per pool: queued attempts, the oldest waiting stage and its wait, Kafka lag of the "
-    "pool's consumer group, and a reason when nobody can take the work (no worker serves the pool).",
+    summary="Queue depth, lag and scaling signals per pool",
+    description="Per pool: waiting and running stages, the oldest waiting stage and its wait, Kafka lag "
+    "of the pool's consumer group, busy and total slots of its live workers, whether a waiting stage "
+    "can be taken by no live worker (none in the pool, or none with all of its labels), and the reason "
+    "in words. The same figures are the `comet_queue_*{pool=…}` gauges of `/metrics`.",
     response_model=QueueList,
     responses=problem_responses(401),
 )
-async def get_queues(_: CurrentUser, session: SessionDep, backbone: BackboneDep) -> QueueList:
-    rows = await list_queues(session)
-    lag = await dispatch_lag(
-        backbone.settings.kafka_bootstrap_servers, backbone.topics, [q.pool for q in rows], timeout_s=2.0
+async def get_queues(_: CurrentUser, backbone: BackboneDep) -> QueueList:
+    signals = await read_signals(
+        backbone.sessions, backbone.settings.kafka_bootstrap_servers, backbone.topics
     )
     return QueueList(
         data=[
@@ -66,12 +67,15 @@ async def get_queues(_: CurrentUser, session: SessionDep, backbone: BackboneDep)
                 workers=q.workers,
                 slots=q.slots,
                 busy=q.busy,
-                kafka_lag=lag.get(q.pool),
+                kafka_lag=s.lag,
                 oldest_waiting_stage=q.oldest_stage,
                 oldest_waiting_since=q.oldest_at,
                 oldest_wait_s=None if q.oldest_wait_s is None else round(q.oldest_wait_s, 3),
+                unschedulable=q.unschedulable > 0,
+                unschedulable_stages=q.unschedulable,
                 reason=q.reason,
             )
-            for q in rows
+            for s in signals
+            for q in (s.queue,)
         ]
     )

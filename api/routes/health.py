@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from api import metrics
+from api import metrics, queue_signals
 from api.deps import BackboneDep
 from api.errors import ServiceUnavailable, problem_responses
 from api.readiness import OK, Readiness
@@ -56,5 +56,8 @@ async def readyz(request: Request) -> Ready:
 )
 async def prometheus_metrics(backbone: BackboneDep) -> Response:
     await metrics.refresh_from_database(backbone.sessions)
+    await queue_signals.GAUGES.refresh(
+        backbone.sessions, backbone.settings.kafka_bootstrap_servers, backbone.topics
+    )
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

@@ -101,6 +101,12 @@ class StageAttempt(Base):
             postgresql_where=text("status = 'running'"),
         ),
         Index("ix_stage_attempts_queued_pool", "pool", postgresql_where=text("status = 'queued'")),
+        Index(
+            "ix_stage_attempts_queued_pool_age",
+            "pool",
+            "queued_at",
+            postgresql_where=text("status = 'queued'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = id_column()
@@ -109,6 +115,8 @@ class StageAttempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32))
     pool: Mapped[str] = mapped_column(String(100))
+    # The stage's labels: only a worker of `pool` advertising all of them may claim it (0026).
+    labels: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     worker_id: Mapped[str | None] = mapped_column(String(200))
     fencing_token: Mapped[int | None] = mapped_column(BigInteger)
     lease_expires_at: Mapped[datetime | None]

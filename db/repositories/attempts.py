@@ -9,11 +9,12 @@ by the projection of its `attempt.finished` event under the same guard (`db/proj
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +24,7 @@ _CLAIM = text(
            fencing_token = nextval('fencing_token_seq'),
            lease_expires_at = now() + make_interval(secs => :lease_s),
            heartbeat_at = now(), started_at = now()
-     WHERE id = ANY(:attempt_ids) AND status = 'queued'
+     WHERE id = ANY(:attempt_ids) AND status = 'queued' AND labels <@ CAST(:labels AS jsonb)
     RETURNING id, run_id, stage_id, number, fencing_token, started_at, cancel_requested
     """
 )
@@ -60,15 +61,26 @@ class Claim:
 
 
 async def claim_many(
-    session: AsyncSession, attempt_ids: Sequence[uuid.UUID], worker_id: str, lease_s: float
+    session: AsyncSession,
+    attempt_ids: Sequence[uuid.UUID],
+    worker_id: str,
+    lease_s: float,
+    labels: Mapping[str, str] | None = None,
 ) -> list[Claim]:
-    """Take every attempt still queued (one statement each way, however many); the others were
-    claimed by someone else, finished, or cancelled. Each claim draws its own fencing token."""
+    """Take every attempt still queued whose labels the worker has (`labels`; one statement each
+    way, however many); the others were claimed by someone else, finished, or cancelled, or wait
+    for a worker with their labels. Each claim draws its own fencing token."""
     if not attempt_ids:
         return []
     rows = (
         await session.execute(
-            _CLAIM, {"attempt_ids": list(attempt_ids), "worker_id": worker_id, "lease_s": lease_s}
+            _CLAIM,
+            {
+                "attempt_ids": list(attempt_ids),
+                "worker_id": worker_id,
+                "lease_s": lease_s,
+                "labels": orjson.dumps(dict(labels or {})).decode(),
+            },
         )
     ).all()
     if not rows:
@@ -110,24 +122,34 @@ _STALE_QUEUED = text(
     SELECT id FROM stage_attempts
      WHERE status = 'queued' AND pool = :pool AND dispatch_at IS NULL
        AND queued_at < now() - make_interval(secs => :older_than_s)
+       AND labels <@ CAST(:labels AS jsonb)
      ORDER BY queued_at LIMIT :limit FOR UPDATE SKIP LOCKED
     """
 )
 
 
 async def claim_stale(
-    session: AsyncSession, pool: str, worker_id: str, lease_s: float, *, older_than_s: float, limit: int
+    session: AsyncSession,
+    pool: str,
+    worker_id: str,
+    lease_s: float,
+    *,
+    older_than_s: float,
+    limit: int,
+    labels: Mapping[str, str] | None = None,
 ) -> list[Claim]:
-    """Claim the oldest attempts of `pool` queued for longer than `older_than_s` whose dispatch no
-    worker took (it sits in a dead worker's partition, or Kafka is down): Postgres is the source of
-    truth, the dispatch event only the fast path."""
+    """Claim the oldest attempts of `pool` queued for longer than `older_than_s` whose labels are
+    all among the worker's `labels` and whose dispatch no worker took (it sits in a dead worker's
+    partition, Kafka is down, or the dispatch reached a worker without the labels): Postgres is
+    the source of truth, the dispatch event only the fast path."""
+    encoded = orjson.dumps(dict(labels or {})).decode()
     ids = [
         r.id
         for r in await session.execute(
-            _STALE_QUEUED, {"pool": pool, "older_than_s": older_than_s, "limit": limit}
+            _STALE_QUEUED, {"pool": pool, "older_than_s": older_than_s, "limit": limit, "labels": encoded}
         )
     ]
-    return await claim_many(session, ids, worker_id, lease_s)
+    return await claim_many(session, ids, worker_id, lease_s, labels)
 
 
 _HEARTBEAT = text(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -175,10 +175,12 @@ class NewAttempt:
     number: int
     pool: str
     dispatch_at: datetime | None = None
+    # The stage's labels (its spec's `labels`): who may claim it (docs/decisions/0026).
+    labels: dict[str, str] = field(default_factory=dict)
 
     def row(self, now: datetime) -> dict[str, Any]:
         """The `stage_attempts` row (as `run.changed` carries it)."""
-        return {
+        row: dict[str, Any] = {
             "id": self.id,
             "run_id": self.run_id,
             "stage_id": self.stage_id,
@@ -188,6 +190,11 @@ class NewAttempt:
             "dispatch_at": self.dispatch_at,
             "queued_at": now,
         }
+        if self.labels:
+            # Only when set: the events of unlabelled attempts stay as they were (the column's
+            # default is {}), and rebuild writes what the event says.
+            row["labels"] = dict(self.labels)
+        return row
 
 
 _ACTIVE_ATTEMPTS = text(
