@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa  # noqa: F401  (used by the sections below)
 from alembic import op  # noqa: F401
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -22,6 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # -- environments and deployments --
+    _deployments_upgrade()
     # -- outbound notifications --
     _notifications_upgrade()
     # -- insights --
@@ -34,7 +36,132 @@ def downgrade() -> None:
     _insights_downgrade()
     # -- outbound notifications --
     _notifications_downgrade()
-    pass
+    # -- environments and deployments --
+    _deployments_downgrade()
+
+
+# -- environments and deployments (docs/decisions/0027) ----------------------------------------
+def _deployments_upgrade() -> None:
+    op.create_table(
+        "environments",
+        sa.Column("id", sa.UUID(), nullable=False),
+        sa.Column("project_id", sa.UUID(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("required_approvals", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("allow_self_approval", sa.Boolean(), server_default=sa.text("true"), nullable=False),
+        sa.Column(
+            "branches",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'[]'::jsonb"),
+            nullable=False,
+        ),
+        sa.Column("wait_timer_s", sa.Float(), server_default=sa.text("0"), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint(
+            "required_approvals BETWEEN 0 AND 5", name=op.f("ck_environments_required_approvals_range")
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_environments_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_environments")),
+        sa.UniqueConstraint("project_id", "name", name=op.f("uq_environments_project_id_name")),
+    )
+    # The deployments table of migration 0001 was never written: it becomes the projection of the
+    # deployment rows `run.changed` carries (one row per time a stage deploys).
+    op.drop_constraint("uq_deployments_stage_id", "deployments", type_="unique")
+    op.drop_constraint("fk_deployments_approved_by_users", "deployments", type_="foreignkey")
+    op.drop_column("deployments", "approved_by")
+    op.drop_column("deployments", "approved_at")
+    op.drop_column("deployments", "approval_required")
+    op.add_column("deployments", sa.Column("stage", sa.String(length=300), server_default="", nullable=False))
+    op.add_column(
+        "deployments", sa.Column("number", sa.Integer(), server_default=sa.text("1"), nullable=False)
+    )
+    op.add_column("deployments", sa.Column("reason", sa.Text(), nullable=True))
+    op.add_column("deployments", sa.Column("url", sa.Text(), nullable=True))
+    op.add_column("deployments", sa.Column("rollback_of", sa.UUID(), nullable=True))
+    op.add_column("deployments", sa.Column("triggered_by", sa.UUID(), nullable=True))
+    op.add_column(
+        "deployments",
+        sa.Column(
+            "approvals",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'[]'::jsonb"),
+            nullable=False,
+        ),
+    )
+    op.add_column(
+        "deployments",
+        sa.Column("required_approvals", sa.Integer(), server_default=sa.text("0"), nullable=False),
+    )
+    op.add_column(
+        "deployments",
+        sa.Column("allow_self_approval", sa.Boolean(), server_default=sa.text("true"), nullable=False),
+    )
+    for column in ("ready_at", "wait_until", "expires_at", "started_at", "updated_at"):
+        op.add_column("deployments", sa.Column(column, sa.DateTime(timezone=True), nullable=True))
+    op.create_foreign_key(
+        op.f("fk_deployments_triggered_by_users"),
+        "deployments",
+        "users",
+        ["triggered_by"],
+        ["id"],
+        ondelete="SET NULL",
+    )
+    op.create_check_constraint(
+        op.f("ck_deployments_status_valid"),
+        "deployments",
+        "status IN ('waiting', 'queued', 'in_progress', 'succeeded', 'failed', 'cancelled', 'rejected')",
+    )
+    op.create_index("ix_deployments_run", "deployments", ["run_id"])
+    op.create_index("ix_deployments_stage", "deployments", ["stage_id"])
+    op.create_index("ix_deployments_environment", "deployments", ["project_id", "environment", "status"])
+    op.create_index("ix_deployments_listing", "deployments", ["project_id", "created_at", "id"])
+
+
+def _deployments_downgrade() -> None:
+    op.drop_index("ix_deployments_listing", table_name="deployments")
+    op.drop_index("ix_deployments_environment", table_name="deployments")
+    op.drop_index("ix_deployments_stage", table_name="deployments")
+    op.drop_index("ix_deployments_run", table_name="deployments")
+    op.drop_constraint(op.f("ck_deployments_status_valid"), "deployments", type_="check")
+    op.drop_constraint(op.f("fk_deployments_triggered_by_users"), "deployments", type_="foreignkey")
+    # Rows of the new shape (several per stage) do not fit the old one: they go with it.
+    op.execute("DELETE FROM deployments")
+    for column in (
+        "updated_at",
+        "started_at",
+        "expires_at",
+        "wait_until",
+        "ready_at",
+        "allow_self_approval",
+        "required_approvals",
+        "approvals",
+        "triggered_by",
+        "rollback_of",
+        "url",
+        "reason",
+        "number",
+        "stage",
+    ):
+        op.drop_column("deployments", column)
+    op.add_column("deployments", sa.Column("approval_required", sa.Boolean(), nullable=False))
+    op.add_column("deployments", sa.Column("approved_by", sa.UUID(), nullable=True))
+    op.add_column("deployments", sa.Column("approved_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_foreign_key(
+        "fk_deployments_approved_by_users",
+        "deployments",
+        "users",
+        ["approved_by"],
+        ["id"],
+        ondelete="SET NULL",
+    )
+    op.create_unique_constraint("uq_deployments_stage_id", "deployments", ["stage_id"])
+    op.drop_table("environments")
 
 
 # -- outbound notifications (docs/decisions/0024) ------------------------------------------------

@@ -2,6 +2,7 @@
 
 from db.base import Base
 from db.models.archives import EventArchive, RestorePoint
+from db.models.deployments import Deployment, Environment
 from db.models.events import AuditEntry, DeadLetter, InboxEntry, OutboxEvent
 from db.models.idempotency import IdempotencyKey
 from db.models.identity import ApiToken, AuthSession, OAuthIdentity, User
@@ -19,7 +20,6 @@ from db.models.rebuild import RebuildProgress
 from db.models.runs import LogChunk, Run, Stage, StageAttempt, Worker
 from db.models.testing import (
     CoverageReport,
-    Deployment,
     Schedule,
     ScheduleTick,
     TestCase,
@@ -37,6 +37,7 @@ __all__ = [
     "CoverageReport",
     "DeadLetter",
     "Deployment",
+    "Environment",
     "EventArchive",
     "FlakyNotice",
     "IdempotencyKey",

@@ -1,5 +1,5 @@
 """Testing automation: test suites and schedules, the test cases and coverage parsed from stage
-reports, quarantined tests; and deployments."""
+reports, quarantined tests (deployments are in `db/models/deployments.py`)."""
 
 from __future__ import annotations
 
@@ -174,21 +174,3 @@ class CoverageReport(Base):
     branches_valid: Mapped[int] = mapped_column(Integer)
     files: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     created_at: Mapped[datetime] = created_at_column()
-
-
-class Deployment(Base):
-    __tablename__ = "deployments"
-
-    id: Mapped[uuid.UUID] = id_column()
-    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stages.id", ondelete="CASCADE"), unique=True)
-    environment: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(32))
-    ref: Mapped[str] = mapped_column(String(500))
-    sha: Mapped[str | None] = mapped_column(String(64))
-    approval_required: Mapped[bool] = mapped_column(default=False)
-    approved_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    approved_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = created_at_column()
-    finished_at: Mapped[datetime | None]
