@@ -22,17 +22,17 @@ from db.repositories import audit, commit_statuses, integrations, notifications
 from orchestrator.outbound import resolve
 from schemas.api.common import CursorError, decode_cursor, encode_cursor
 from schemas.api.integrations import (
-    CommitStatusCreate,
+    CommitStatusConfig,
     CommitStatusList,
     CommitStatusOut,
     IntegrationCreate,
     IntegrationList,
     IntegrationOut,
     NotificationAttemptOut,
-    NotificationCreate,
     NotificationDeliveryList,
     NotificationDeliveryOut,
 )
+from schemas.notifications import NotificationEvent
 from schemas.outbound import OutboundRefused, parse_allow
 
 router = APIRouter(prefix=API_PREFIX, tags=["integrations"], dependencies=[JsonBody])
@@ -99,8 +99,11 @@ async def create_integration(
 ) -> IntegrationOut:
     box = SecretBox(settings.secret_key.get_secret_value())
     secret: str | None = None
-    if isinstance(body, CommitStatusCreate):
-        config = body.config.model_dump(mode="json", exclude_none=True)
+    problems = body.problems()
+    if problems or (body.kind == "commit_status") != (body.token is not None):
+        raise ValidationFailed(f"Invalid request: {', '.join(f for f, _ in problems)}.", errors=problems)
+    if body.token is not None:
+        config = (body.config or CommitStatusConfig()).model_dump(mode="json", exclude_none=True)
         integration = await integrations.replace(
             session,
             access.project.id,
@@ -109,7 +112,9 @@ async def create_integration(
             commit_statuses.encrypt_token(box, access.project.id, body.token),
         )
     else:
-        integration, secret = await _create_notification(session, box, access, body, settings.outbound_allow)
+        integration, secret = await _create_notification(
+            session, box, access, body.kind, body.url or "", body.events or [], settings.outbound_allow
+        )
     await audit.record(
         session,
         action=audit.INTEGRATION_SET,
@@ -125,23 +130,29 @@ async def create_integration(
 
 
 async def _create_notification(
-    session: SessionDep, box: SecretBox, access: ProjectAccess, body: NotificationCreate, allow: str
+    session: SessionDep,
+    box: SecretBox,
+    access: ProjectAccess,
+    kind: str,
+    url: str,
+    events: list[NotificationEvent],
+    allow: str,
 ) -> tuple[Integration, str | None]:
     try:
-        await resolve(body.url, parse_allow(allow))
+        await resolve(url, parse_allow(allow))
     except OutboundRefused as exc:
         raise ValidationFailed(
             f"The notification URL is refused: it {exc}.", errors=[("body.url", str(exc))]
         ) from None
-    secret = secrets.token_hex(32) if body.kind == "webhook" else None
+    secret = secrets.token_hex(32) if kind == "webhook" else None
     integration = await notifications.create(
         session,
         box,
         project_id=access.project.id,
-        kind=body.kind,
-        url=body.url,
-        shown_url=_shown_url(body.kind, body.url),
-        events=list(dict.fromkeys(body.events)),
+        kind=kind,
+        url=url,
+        shown_url=_shown_url(kind, url),
+        events=list(dict.fromkeys(events)),
         secret=secret,
     )
     return integration, secret

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
@@ -21,32 +21,45 @@ class CommitStatusConfig(BaseModel):
     )
 
 
-class CommitStatusCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["commit_status"] = Field(description="`commit_status`: report run states on commits.")
-    config: CommitStatusConfig = Field(default_factory=CommitStatusConfig)
-    token: str = Field(
-        min_length=1, max_length=4096, description="The API token used; stored encrypted, never shown."
-    )
+class IntegrationCreate(BaseModel):
+    """One body for every kind (the fields of another kind are refused by name): `commit_status`
+    takes `token` (and `config`), `webhook` and `slack` take `url` and `events`."""
 
-
-class NotificationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["webhook", "slack"] = Field(
-        description="`webhook`: a signed JSON POST per notification; `slack`: a Slack incoming webhook."
+    kind: Literal["commit_status", "webhook", "slack"] = Field(
+        description="`commit_status`: report run states on commits; `webhook`: a signed JSON POST per "
+        "notification; `slack`: a Slack incoming webhook."
     )
-    url: str = Field(
+    config: CommitStatusConfig | None = Field(default=None, description="`commit_status` only.")
+    token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="`commit_status` (required): the API token used; stored encrypted, never shown.",
+    )
+    url: str | None = Field(
+        default=None,
         min_length=1,
         max_length=2048,
-        description="Where to POST: an https URL on a public address (private, loopback or plain http "
-        "only for hosts COMET_OUTBOUND_ALLOW names). Stored encrypted.",
+        description="`webhook` / `slack` (required): where to POST — an https URL on a public address "
+        "(private, loopback or plain http only for hosts COMET_OUTBOUND_ALLOW names). Stored encrypted.",
     )
-    events: list[NotificationEvent] = Field(
-        min_length=1, max_length=6, description="The events to send; others are not sent."
+    events: list[NotificationEvent] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=6,
+        description="`webhook` / `slack` (required): the events to send; others are not sent.",
     )
 
-
-IntegrationCreate = Annotated[CommitStatusCreate | NotificationCreate, Field(discriminator="kind")]
+    def problems(self) -> list[tuple[str, str]]:
+        """The fields this kind needs but lacks, or takes but does not use (`body.<field>`)."""
+        needed = ("token",) if self.kind == "commit_status" else ("url", "events")
+        unused = ("url", "events") if self.kind == "commit_status" else ("token", "config")
+        found = [(f"body.{f}", "is required") for f in needed if getattr(self, f) is None]
+        found += [
+            (f"body.{f}", f"is not used by kind {self.kind}") for f in unused if getattr(self, f) is not None
+        ]
+        return found
 
 
 class IntegrationOut(BaseModel):

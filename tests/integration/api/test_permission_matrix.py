@@ -319,6 +319,16 @@ ENDPOINTS = [
         frozenset({204}),
         _integration,
     ),
+    Endpoint(
+        "GET", P + "/integrations/{integration_id}/deliveries", Action.READ, frozenset({200}), _integration
+    ),
+    Endpoint(
+        "POST",
+        P + "/integrations",
+        Action.MANAGE_INTEGRATIONS,
+        frozenset({201}),
+        body={"kind": "webhook", "url": "https://93.184.215.14/hooks", "events": ["run.failed"]},
+    ),
     Endpoint("GET", P + "/webhooks/deliveries", Action.MANAGE_WEBHOOKS, frozenset({200})),
     Endpoint(
         "POST", P + "/webhooks/deliveries/{delivery_id}/redeliver", Action.REPLAY, frozenset({202}), _delivery
