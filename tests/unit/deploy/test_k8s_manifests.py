@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[3]
 CHECK = ROOT / "scripts" / "k8s-check.sh"
 K8S = ROOT / "deploy" / "k8s"
 RENDERED = ["base", "overlays/example", "overlays/strimzi"]
+# The first check on a fresh machine builds kustomize and kubeconform (~70 s on 2 busy CPUs).
+pytestmark = pytest.mark.timeout(600)
 
 Manifest = dict[str, Any]
 
