@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
+from orchestrator import deployments
 from orchestrator.conditions import stage_should_run
 from orchestrator.model import (
     Approved,
@@ -20,12 +21,17 @@ from orchestrator.model import (
     CancelRequested,
     Command,
     Decision,
+    DeploymentReviewedInput,
+    DeploymentState,
+    DeploymentTimerInput,
     DispatchAttempt,
+    EnvironmentGranted,
     GroupReleased,
     Input,
     PlanFailed,
     Planned,
     RetryRequested,
+    Review,
     RunState,
     StageState,
 )
@@ -49,7 +55,9 @@ def decide(state: RunState, event: Input, now: datetime) -> Decision:
     duplicated or stale, this returns a decision: an input that does not apply is ignored with a
     note (kept in the run's history), never an exception."""
     try:
-        return _decide(state, event, now)
+        decision = _decide(state, event, now)
+        # A deployment follows its stage (running, its verdict, a cancel): decision 0027.
+        return dataclasses.replace(decision, state=deployments.follow_stages(decision.state, now))
     except IllegalTransitionError as exc:
         # A case the handlers below do not foresee: refuse it, keep the state, and say why.
         return _ignored(state, f"{type(event).__name__} refused: {exc}")
@@ -73,6 +81,12 @@ def _decide(state: RunState, event: Input, now: datetime) -> Decision:
             return _approved(state, event, now)
         case GroupReleased():
             return _released(state, now)
+        case DeploymentReviewedInput():
+            return _deployment_reviewed(state, event, now)
+        case DeploymentTimerInput():
+            return _deployment_timer(state, event)
+        case EnvironmentGranted():
+            return _environment_granted(state, event, now)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -323,7 +337,62 @@ def _approved(state: RunState, event: Approved, now: datetime) -> Decision:
         return _ignored(state, f"stage {event.stage} is not waiting for approval")
     if state.cancel_requested_at is not None:
         return _ignored(state, "run is being cancelled")
+    if deployments.is_open(state.deployments.get(stage.name)):
+        # A deploying stage's gate is its deployment's: approvals come as `deployment.reviewed`.
+        return _ignored(state, f"stage {event.stage} deploys: its approvals are its deployment's reviews")
     if not stage.spec.get("script"):
+        updated = _set_stage(_set_stage(stage, StageStatus.QUEUED, now), StageStatus.RUNNING, now)
+        return _advance(_with_stage(state, _set_stage(updated, StageStatus.SUCCEEDED, now)), now)
+    queued, dispatch = _queue(stage, now)
+    decision = _advance(_with_stage(state, queued), now)
+    return Decision(decision.state, (dispatch, *decision.commands))
+
+
+def _with_deployment(
+    state: RunState, deployment: DeploymentState, move: deployments.StageMove | None, now: datetime
+) -> RunState:
+    new = dataclasses.replace(state, deployments={**state.deployments, deployment.stage: deployment})
+    if move is None:
+        return new
+    stage = new.stages[deployment.stage]
+    return _with_stage(new, _set_stage(stage, move.status, now, **move.changes))
+
+
+def _deployment_reviewed(state: RunState, event: DeploymentReviewedInput, now: datetime) -> Decision:
+    deployment = deployments.find(state, event.deployment_id)
+    refusal = deployments.review_refusal(state, deployment, event.user_id, event.decision)
+    if refusal is not None or deployment is None:
+        return _ignored(state, f"{event.decision} review: {refusal}")
+    if state.cancel_requested_at is not None:
+        return _ignored(state, "run is being cancelled")
+    review = Review(event.user_id, event.decision, event.comment, event.at)
+    updated, move = deployments.reviewed(
+        deployment, state.stages[deployment.stage], review, event.reviewer, now
+    )
+    return _advance(_with_deployment(state, updated, move, now), now)
+
+
+def _deployment_timer(state: RunState, event: DeploymentTimerInput) -> Decision:
+    deployment = deployments.find(state, event.deployment_id)
+    if deployment is None or deployment.status != "waiting":
+        return _ignored(state, f"timer of deployment {event.deployment_id}: it is not waiting")
+    updated, move = deployments.hold(deployment, state.stages[deployment.stage], event.at)
+    if updated == deployment and move is None:
+        return Decision(state)  # not due yet: nothing changes
+    return _advance(_with_deployment(state, updated, move, event.at), event.at)
+
+
+def _environment_granted(state: RunState, event: EnvironmentGranted, now: datetime) -> Decision:
+    deployment = deployments.find(state, event.deployment_id)
+    if deployment is None or deployment.status != "waiting" or deployment.ready_at is None:
+        return _ignored(
+            state, f"deployment {event.deployment_id} is not ready and waiting for its environment"
+        )
+    if state.cancel_requested_at is not None or state.status in RUN_TERMINAL:
+        return _ignored(state, "run is being cancelled")
+    stage = state.stages[deployment.stage]
+    if not stage.spec.get("script"):
+        # A pure gate: passing it is the deployment.
         updated = _set_stage(_set_stage(stage, StageStatus.QUEUED, now), StageStatus.RUNNING, now)
         return _advance(_with_stage(state, _set_stage(updated, StageStatus.SUCCEEDED, now)), now)
     queued, dispatch = _queue(stage, now)
@@ -340,6 +409,7 @@ def _advance(state: RunState, now: datetime) -> Decision:
     if state.waiting_for_group and state.cancel_requested_at is None:
         return Decision(state)
     stages = dict(state.stages)
+    opened = dict(state.deployments)
     commands: list[Command] = []
     changed = True
     while changed:  # skipping a stage can settle its dependents in the same pass
@@ -351,6 +421,8 @@ def _advance(state: RunState, now: datetime) -> Decision:
             needs = {n: stages[n] for n in stage.needs if n in stages}
             if any(s.status not in STAGE_TERMINAL for s in needs.values()):
                 continue
+            if deployments.is_open(opened.get(name)) and state.cancel_requested_at is None:
+                continue  # its deployment holds it (approvals, a wait timer, its environment)
             changed = True
             if state.cancel_requested_at is not None:
                 stages[name] = _set_stage(
@@ -368,12 +440,19 @@ def _advance(state: RunState, now: datetime) -> Decision:
                 stages[name] = _set_stage(
                     stage, StageStatus.SKIPPED, now, failure_reason=why, failure_kind=kind
                 )
+            elif stage.spec.get("environment"):
+                deployment, move = deployments.begin(
+                    dataclasses.replace(state, deployments=opened), stage, now
+                )
+                opened[name] = deployment
+                if move is not None:
+                    stages[name] = _set_stage(stage, move.status, now, **move.changes)
             elif stage.spec.get("approval"):
                 stages[name] = _set_stage(stage, StageStatus.WAITING_APPROVAL, now)
             else:
                 stages[name], dispatch = _queue(stage, now)
                 commands.append(dispatch)
-    new = dataclasses.replace(state, stages=stages)
+    new = dataclasses.replace(state, stages=stages, deployments=opened)
     return Decision(_maybe_finish(new, now), tuple(commands))
 
 

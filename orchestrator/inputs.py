@@ -13,6 +13,9 @@ from orchestrator.model import (
     AttemptFinishedInput,
     AttemptStartedInput,
     CancelRequested,
+    DeploymentReviewedInput,
+    DeploymentTimerInput,
+    EnvironmentGranted,
     GroupReleased,
     Input,
     RetryRequested,
@@ -21,6 +24,9 @@ from orchestrator.model import (
 from schemas.events import (
     AttemptFinished,
     AttemptStarted,
+    DeploymentEnvironmentGranted,
+    DeploymentReviewed,
+    DeploymentTimerFired,
     RunCancelRequested,
     RunGroupReleased,
     RunRequested,
@@ -37,6 +43,9 @@ INPUT_TYPES = frozenset(
         StageApproved.TYPE,
         RunGroupReleased.TYPE,
         "run.retry_requested",
+        DeploymentReviewed.TYPE,
+        DeploymentTimerFired.TYPE,
+        DeploymentEnvironmentGranted.TYPE,
     }
 )
 
@@ -78,6 +87,19 @@ def input_of(envelope: Envelope, planned: Mapping[uuid.UUID, Input]) -> tuple[uu
             return payload.run_id, Approved(payload.stage)
         case RunGroupReleased():
             return payload.run_id, GroupReleased()
+        case DeploymentReviewed():
+            return payload.run_id, DeploymentReviewedInput(
+                payload.deployment_id,
+                str(payload.user_id),
+                payload.decision,
+                payload.comment,
+                payload.at,
+                reviewer=payload.reviewer,
+            )
+        case DeploymentTimerFired():
+            return payload.run_id, DeploymentTimerInput(payload.deployment_id, payload.at)
+        case DeploymentEnvironmentGranted():
+            return payload.run_id, EnvironmentGranted(payload.deployment_id)
         case _ if envelope.type == "run.retry_requested":
             return uuid.UUID(envelope.payload["run_id"]), RetryRequested()
     return None

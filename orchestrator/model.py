@@ -53,6 +53,47 @@ class StageState:
 
 
 @dataclass(frozen=True, slots=True)
+class Review:
+    """One approval or rejection of a deployment."""
+
+    user_id: str
+    decision: str  # approved | rejected
+    comment: str
+    at: datetime
+
+    def row(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "decision": self.decision, "comment": self.comment, "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentState:
+    """A stage's deployment to its environment (decision 0027; the pure rules are in
+    `orchestrator/deployments.py`). Its id is derived from the run, stage and number, so the
+    audit of a run's history re-derives the same ids."""
+
+    id: uuid.UUID
+    stage: str
+    number: int
+    environment: str
+    status: str
+    ref: str
+    sha: str | None = None
+    url: str | None = None
+    reason: str | None = None
+    rollback_of: uuid.UUID | None = None
+    triggered_by: uuid.UUID | None = None
+    approvals: tuple[Review, ...] = ()
+    required_approvals: int = 0
+    allow_self_approval: bool = True
+    ready_at: datetime | None = None
+    wait_until: datetime | None = None
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunState:
     id: uuid.UUID
     project_id: uuid.UUID
@@ -72,6 +113,10 @@ class RunState:
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Who asked for the run (None for webhooks and schedules): a deployment's `triggered_by`.
+    created_by: uuid.UUID | None = None
+    # Each deploying stage's latest deployment, by stage name.
+    deployments: dict[str, DeploymentState] = field(default_factory=dict)
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -153,6 +198,31 @@ class GroupReleased:
     """The run's concurrency group has no active run any more: this waiting run may start."""
 
 
+@dataclass(frozen=True, slots=True)
+class DeploymentReviewedInput:
+    deployment_id: uuid.UUID
+    user_id: str
+    decision: str  # approved | rejected
+    comment: str
+    at: datetime
+    reviewer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentTimerInput:
+    """A deployment's wait timer or approval deadline may have passed at `at`."""
+
+    deployment_id: uuid.UUID
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentGranted:
+    """The deployment's environment is free and the deployment is next in line."""
+
+    deployment_id: uuid.UUID
+
+
 Input = (
     Planned
     | PlanFailed
@@ -162,6 +232,9 @@ Input = (
     | RetryRequested
     | Approved
     | GroupReleased
+    | DeploymentReviewedInput
+    | DeploymentTimerInput
+    | EnvironmentGranted
 )
 
 
