@@ -6,6 +6,7 @@ scripts/k8s-check.sh) against the vendored schemas: no network, no cluster."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -15,6 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
+from config.settings import (
+    ApiSettings,
+    CommonSettings,
+    OrchestratorSettings,
+    WorkerSettings,
+    load,
+)
 from events.topics import TOPIC_RETENTION, Topics
 from schemas.durations import parse_duration
 
@@ -331,3 +339,41 @@ def test_the_image_runs_comet_as_the_user_and_with_the_paths_the_manifests_expec
     text = "\n".join(lines)
     for setting in ("COMET_WORKSPACE_DIR", "COMET_GIT_CACHE_DIR", "COMET_ARCHIVE_DIR"):
         assert f"{setting}={config[setting]}" in text
+
+
+SETTINGS: dict[str, type[CommonSettings]] = {
+    "api": ApiSettings,
+    "orchestrator": OrchestratorSettings,
+    "worker": WorkerSettings,
+    "migrate": CommonSettings,
+}
+
+
+def test_each_process_accepts_the_settings_its_pod_gives_it(
+    rendered: list[Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ConfigMap, the literal env and (stand-ins for) the secrets load without a SettingsError."""
+    config = _config(rendered)
+    for workload, pod in _pods(rendered):
+        (container,) = pod["containers"]
+        for name in [n for n in os.environ if n.startswith("COMET_")]:
+            monkeypatch.delenv(name)
+        env = dict(config)
+        for name, entry in _env(container).items():
+            if "value" in entry:
+                env[name] = entry["value"]
+            elif "secretKeyRef" in entry["valueFrom"]:
+                key = entry["valueFrom"]["secretKeyRef"]["key"]
+                env[name] = {"database-url": "postgresql+asyncpg://comet:pw@postgres.example:5432/comet"}.get(
+                    key, "x" * 48
+                )
+            else:
+                env[name] = f"{workload['metadata']['name']}-0"  # metadata.name of the pod
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = load(SETTINGS[container["args"][0]])
+        assert settings.topic_namespace == config["COMET_TOPIC_NAMESPACE"]
+        if isinstance(settings, WorkerSettings):
+            assert settings.pool == env["COMET_POOL"]
+            assert settings.workspace_dir == config["COMET_WORKSPACE_DIR"]
+            assert settings.drain_timeout_s == parse_duration(config["COMET_DRAIN_TIMEOUT_S"])
