@@ -184,7 +184,11 @@ def test_each_pool_scales_on_its_own_dispatch_topic_group_and_queue(rendered: li
         assert triggers["kafka"]["topic"] == topics.dispatch(pool)
         assert triggers["kafka"]["consumerGroup"] == topics.worker_group(pool)
         assert triggers["kafka"]["bootstrapServersFromEnv"] in config
-        assert f'comet_queue_queued_stages{{pool="{pool}"}}' in triggers["prometheus"]["query"]
+        query = triggers["prometheus"]["query"]
+        # Every API pod reports the same pool-wide gauges (api/queue_signals.py): max, never sum.
+        for gauge in ("comet_queue_queued_stages", "comet_queue_running_stages"):
+            assert f'max({gauge}{{pool="{pool}"}})' in query
+        assert "sum(" not in query
         assert float(triggers["prometheus"]["threshold"]) == float(
             _env(container)["COMET_CONCURRENCY"]["value"]
         )
