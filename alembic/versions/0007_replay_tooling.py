@@ -26,7 +26,9 @@ def upgrade() -> None:
     # Who redrove or discarded a letter (an admin's e-mail, or `cli:<login>`), when, and how often
     # it was redriven; a discarded letter is kept, never erased.
     op.add_column("dead_letters", sa.Column("redriven_by", sa.String(length=255), nullable=True))
-    op.add_column("dead_letters", sa.Column("redrive_count", sa.Integer(), server_default="0", nullable=False))
+    op.add_column(
+        "dead_letters", sa.Column("redrive_count", sa.Integer(), server_default="0", nullable=False)
+    )
     op.add_column("dead_letters", sa.Column("discarded_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("dead_letters", sa.Column("discarded_by", sa.String(length=255), nullable=True))
     op.create_index(

@@ -110,7 +110,9 @@ async def request_cancel(
 ) -> None:
     """What `POST /runs/{id}/cancel` records: a cancel request in the outbox."""
     async with sessions.begin() as session:
-        envelope = new_envelope(RunCancelRequested(run_id=run_id, source="user", reason=reason), key=str(run_id))
+        envelope = new_envelope(
+            RunCancelRequested(run_id=run_id, source="user", reason=reason), key=str(run_id)
+        )
         await add_events(session, [PendingEvent(topics.run_commands, envelope)])
 
 

@@ -54,7 +54,8 @@ async def test_a_relay_holds_back_a_keys_later_rows_while_another_relay_publishe
     free = OutboxRelay(sessions, free_producer, admin, listen_dsn=None)
     run_k, run_l = uuid.uuid4(), uuid.uuid4()
     written = [
-        new_envelope(RunCancelRequested(run_id=run_k, source="user", reason=f"k{i}"), key=str(run_k)) for i in range(3)
+        new_envelope(RunCancelRequested(run_id=run_k, source="user", reason=f"k{i}"), key=str(run_k))
+        for i in range(3)
     ]
     other = new_envelope(RunCancelRequested(run_id=run_l, source="user", reason="l0"), key=str(run_l))
     async with sessions.begin() as session:
