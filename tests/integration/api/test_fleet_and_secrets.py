@@ -110,7 +110,8 @@ async def test_queues_name_a_pool_nobody_serves(
     queue = next(q for q in response.json()["data"] if q["pool"] == pool)
     assert queue["depth"] == 1
     assert queue["workers"] == 0
-    assert f"no worker serves pool '{pool}'" in queue["reason"]
+    assert f"no live worker in pool {pool}" in queue["reason"]
+    assert queue["unschedulable"] is True
     assert queue["oldest_waiting_stage"].startswith("train of run")
 
 
