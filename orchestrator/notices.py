@@ -1,11 +1,14 @@
 """Which notifications an event of the run's history gives (pure): what the notifier reacts to.
 
 - `run.status_changed` to a final status → `run.finished` (and first `run.failed` when it failed);
-- `stage.status_changed` to `waiting_approval` → `approval.requested` (with the deployment when
-  the stage has an `environment`);
-- `stage.status_changed` of a stage with an `environment` → `deployment.started` when it starts
-  running, `deployment.finished` when it ends (succeeded, failed — a rejection fails it —, or
-  cancelled), carrying its Deployment row's fields when there is one;
+- `deployment.status_changed` (decision 0027) → `deployment.started` when it goes `in_progress`,
+  `deployment.finished` when it ends (succeeded, failed, cancelled or rejected), and
+  `approval.requested` when it starts waiting while it needs more approvals than it has;
+- `stage.status_changed` of a stage that has no Deployment row (a plain `approval: true` gate, or
+  an `environment` stage of a history from before deployments were recorded) → `approval.requested`
+  when it waits for approval, `deployment.started` / `deployment.finished` from the stage's own
+  status when it has an `environment`; a stage with Deployment rows leaves that to their events,
+  so nothing is announced twice;
 - `attempt.finished` with flaky cases → one `test.flaky` per test never announced before.
 
 Everything the builders need comes in as arguments (rows already loaded by the shell, the
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from schemas.events import RunStatusChanged, StageStatusChanged
+from schemas.events import DeploymentStatusChanged, RunStatusChanged, StageStatusChanged
 from schemas.notifications import (
     ApprovalOut,
     ApprovalRequestedNotice,
@@ -32,6 +35,7 @@ from schemas.notifications import (
 
 FINAL_RUN = frozenset({"succeeded", "failed", "cancelled"})
 FINAL_DEPLOYING_STAGE = frozenset({"succeeded", "failed", "cancelled"})
+FINAL_DEPLOYMENT = frozenset({"succeeded", "failed", "cancelled", "rejected"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,30 +105,21 @@ def for_run_status(
     ]
 
 
-def deployment_of(
-    run: RunFacts, stage: StageFacts, row: dict[str, Any] | None, public_url: str
-) -> DeploymentNotice | None:
-    """The deployment a stage makes: its Deployment row's fields (`row`, as a dict of the row's
-    columns) over what the stage itself says; None when the stage has no environment."""
-    environment = (row or {}).get("environment") or stage.environment
-    if not environment:
+def stage_deployment(run: RunFacts, stage: StageFacts, public_url: str) -> DeploymentNotice | None:
+    """The deployment a stage without Deployment rows makes, from the stage alone; None when it
+    has no environment."""
+    if not stage.environment:
         return None
-    found = row or {}
     return DeploymentNotice(
-        id=found.get("id"),
-        environment=str(environment),
-        status=str(found.get("status") or stage.status),
-        sha=found.get("sha") or run.sha,
-        ref=str(found.get("ref") or run.ref),
+        environment=stage.environment,
+        status=stage.status,
+        sha=run.sha,
+        ref=run.ref,
         run_id=run.id,
         stage=stage.name,
-        url=found.get("url"),
-        rollback_of=found.get("rollback_of") or found.get("rollback_of_id"),
-        triggered_by=found.get("triggered_by") or found.get("triggered_by_id"),
-        approvals=[ApprovalOut.model_validate(a) for a in found.get("approvals") or []],
-        created_at=found.get("created_at") or stage.queued_at,
-        started_at=found.get("started_at") or stage.started_at,
-        finished_at=found.get("finished_at") or stage.finished_at,
+        created_at=stage.queued_at,
+        started_at=stage.started_at,
+        finished_at=stage.finished_at,
         run_url=run_url(public_url, run.id),
     )
 
@@ -134,10 +129,12 @@ def for_stage_status(
     change: StageStatusChanged,
     run: RunFacts,
     stage: StageFacts,
-    deployment_row: dict[str, Any] | None,
+    has_deployments: bool,
     public_url: str,
 ) -> list[Notice]:
-    deployment = deployment_of(run, stage, deployment_row, public_url)
+    if has_deployments:
+        return []  # its deployment.status_changed events say it
+    deployment = stage_deployment(run, stage, public_url)
     if change.status == "waiting_approval":
         events: tuple[Any, ...] = ("approval.requested",)
         data: Any = ApprovalRequestedNotice(
@@ -154,21 +151,66 @@ def for_stage_status(
     elif change.status == "running":
         events, data = ("deployment.started",), deployment
     elif change.status in FINAL_DEPLOYING_STAGE:
-        if deployment_row is None:  # no row to say otherwise: the stage's own outcome
-            deployment = deployment.model_copy(update={"status": change.status})
-        events, data = ("deployment.finished",), deployment
+        events, data = ("deployment.finished",), deployment.model_copy(update={"status": change.status})
     else:
         return []
-    return [
-        Notice(
-            events=events,
-            event_id=event_id,
-            occurred_at=change.at,
-            project_id=run.project_id,
-            project=run.project,
-            data=data,
+    return [_notice(events, event_id, change.at, run, data)]
+
+
+def for_deployment_status(
+    event_id: uuid.UUID,
+    change: DeploymentStatusChanged,
+    run: RunFacts,
+    required_approvals: int,
+    created_at: datetime | None,
+    public_url: str,
+) -> list[Notice]:
+    """`required_approvals` and `created_at` come from the deployment's row (0 / None without)."""
+    deployment = DeploymentNotice(
+        id=change.deployment_id,
+        environment=change.environment,
+        status=change.status,
+        sha=change.sha or run.sha,
+        ref=change.ref or run.ref,
+        run_id=run.id,
+        stage=change.stage,
+        url=change.url,
+        rollback_of=change.rollback_of,
+        triggered_by=change.triggered_by,
+        approvals=[ApprovalOut.model_validate(a) for a in change.approvals],
+        created_at=created_at,
+        started_at=change.started_at,
+        finished_at=change.finished_at,
+        run_url=run_url(public_url, run.id),
+    )
+    approved = {a.user_id for a in deployment.approvals if a.decision == "approved"}
+    if change.status == "in_progress" and change.previous != "in_progress":
+        return [_notice(("deployment.started",), event_id, change.at, run, deployment)]
+    if change.status in FINAL_DEPLOYMENT and change.previous not in FINAL_DEPLOYMENT:
+        return [_notice(("deployment.finished",), event_id, change.at, run, deployment)]
+    if change.status == "waiting" and change.previous != "waiting" and len(approved) < required_approvals:
+        data = ApprovalRequestedNotice(
+            run_id=run.id,
+            stage=change.stage,
+            ref=deployment.ref,
+            sha=deployment.sha,
+            environment=change.environment,
+            deployment=deployment,
+            run_url=deployment.run_url,
         )
-    ]
+        return [_notice(("approval.requested",), event_id, change.at, run, data)]
+    return []
+
+
+def _notice(events: tuple[Any, ...], event_id: uuid.UUID, at: datetime, run: RunFacts, data: Any) -> Notice:
+    return Notice(
+        events=events,
+        event_id=event_id,
+        occurred_at=at,
+        project_id=run.project_id,
+        project=run.project,
+        data=data,
+    )
 
 
 def for_flaky_cases(

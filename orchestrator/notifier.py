@@ -1,7 +1,8 @@
 """Outbound notifications (`webhook`, `slack` integrations), in the orchestrator process.
 
 A consumer of the run-status and stage-result topics turns each event seen for the first time
-(the inbox) into notices (`orchestrator/notices.py`) and queues one delivery per integration
+(the inbox) — run, stage and deployment status changes, finished attempts — into notices
+(`orchestrator/notices.py`) and queues one delivery per integration
 whose filter wants it, with the body rendered once. A sender claims due deliveries with a lease,
 checks each target again (https, no private address unless `COMET_OUTBOUND_ALLOW` names it — DNS
 may have changed since the integration was created), sends them concurrently pinned to the
@@ -16,15 +17,13 @@ import contextlib
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.crypto import DecryptionError, SecretBox
-from db.models import Deployment, Run
+from db.models import Run
 from db.repositories import notifications as repo
 from events.consumer import Received
 from events.inbox import claim_new
@@ -33,13 +32,14 @@ from orchestrator.notices import (
     CaseFacts,
     RunFacts,
     StageFacts,
+    for_deployment_status,
     for_flaky_cases,
     for_run_status,
     for_stage_status,
 )
 from orchestrator.notification_format import body_for, request_headers
 from orchestrator.outbound import pinned_request, resolve
-from schemas.events import AttemptFinished, RunStatusChanged, StageStatusChanged
+from schemas.events import AttemptFinished, DeploymentStatusChanged, RunStatusChanged, StageStatusChanged
 from schemas.notifications import Notice
 from schemas.outbound import OutboundAllow, OutboundRefused
 
@@ -48,7 +48,9 @@ log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 10
 """Tries per delivery: with `backoff_s` (1 s, 2 s, 4 s, … capped at 5 min), about 13 minutes."""
 
-WANTED = frozenset({RunStatusChanged.TYPE, StageStatusChanged.TYPE, AttemptFinished.TYPE})
+WANTED = frozenset(
+    {RunStatusChanged.TYPE, StageStatusChanged.TYPE, DeploymentStatusChanged.TYPE, AttemptFinished.TYPE}
+)
 
 
 def _run_facts(run: Run, project: str) -> RunFacts:
@@ -63,13 +65,6 @@ def _run_facts(run: Run, project: str) -> RunFacts:
         created_at=run.created_at,
         finished_at=run.finished_at,
     )
-
-
-def _row(deployment: Deployment | None) -> dict[str, Any] | None:
-    """A Deployment row as a dict of its mapped columns (whatever columns it has today)."""
-    if deployment is None:
-        return None
-    return {c.key: getattr(deployment, c.key) for c in inspect(Deployment).column_attrs}
 
 
 class Notifier:
@@ -128,9 +123,15 @@ class Notifier:
         if envelope.type == RunStatusChanged.TYPE:
             change = RunStatusChanged.model_validate(envelope.payload)
             return for_run_status(envelope.event_id, change, run, self._public_url)
+        if envelope.type == DeploymentStatusChanged.TYPE:
+            deployed = DeploymentStatusChanged.model_validate(envelope.payload)
+            required, created_at = await repo.deployment_facts(session, deployed.deployment_id)
+            return for_deployment_status(
+                envelope.event_id, deployed, run, required, created_at, self._public_url
+            )
         if envelope.type == StageStatusChanged.TYPE:
             moved = StageStatusChanged.model_validate(envelope.payload)
-            stage, deployment = await repo.stage_and_deployment(session, run.id, moved.stage)
+            stage, has_deployments = await repo.stage_of(session, run.id, moved.stage)
             if stage is None:
                 return []
             facts = StageFacts(
@@ -141,7 +142,7 @@ class Notifier:
                 started_at=stage.started_at,
                 finished_at=stage.finished_at,
             )
-            return for_stage_status(envelope.event_id, moved, run, facts, _row(deployment), self._public_url)
+            return for_stage_status(envelope.event_id, moved, run, facts, has_deployments, self._public_url)
         finished = AttemptFinished.model_validate(envelope.payload)
         if finished.tests is None or finished.tests.flaky <= 0:
             return []

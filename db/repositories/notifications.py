@@ -228,14 +228,23 @@ async def run_with_project(
     return {run.id: (run, name) for run, name in rows}
 
 
-async def stage_and_deployment(
-    session: AsyncSession, run_id: uuid.UUID, stage: str
-) -> tuple[Stage | None, Deployment | None]:
+async def stage_of(session: AsyncSession, run_id: uuid.UUID, stage: str) -> tuple[Stage | None, bool]:
+    """The run's stage `stage`, and whether it has Deployment rows (decision 0027)."""
     found = await session.scalar(select(Stage).where(Stage.run_id == run_id, Stage.name == stage))
     if found is None:
-        return None, None
-    deployment = await session.scalar(select(Deployment).where(Deployment.stage_id == found.id))
-    return found, deployment
+        return None, False
+    deployment = await session.scalar(select(Deployment.id).where(Deployment.stage_id == found.id).limit(1))
+    return found, deployment is not None
+
+
+async def deployment_facts(session: AsyncSession, deployment_id: uuid.UUID) -> tuple[int, datetime | None]:
+    """A deployment's required approvals and creation time ((0, None) without its row)."""
+    row = (
+        await session.execute(
+            select(Deployment.required_approvals, Deployment.created_at).where(Deployment.id == deployment_id)
+        )
+    ).first()
+    return (0, None) if row is None else (int(row[0]), row[1])
 
 
 async def newly_flaky(session: AsyncSession, attempt_id: uuid.UUID) -> list[TestCase]:

@@ -29,7 +29,7 @@ from events.envelope import new_envelope
 from events.topics import Topics
 from orchestrator.notification_format import verify_signature
 from orchestrator.notifier import Notifier
-from schemas.events import AttemptFinished, TestCounts
+from schemas.events import AttemptFinished, DeploymentStatusChanged, TestCounts
 from schemas.outbound import OutboundAllow, parse_allow
 from tests.integration.conftest import TEST_SECRET_KEY, Platform, make_repo
 from tests.integration.helpers import add_project, owner_headers, start_run, wait_for_run
@@ -82,7 +82,7 @@ PIPELINE = """
 name: ci
 stages:
   build: {run: echo built}
-  deploy: {run: echo deploying, environment: staging, needs: [build]}
+  unit: {run: echo tested, needs: [build]}
 """
 
 
@@ -105,7 +105,7 @@ async def _until(what: str, check: Any, timeout: float = 60) -> None:
 
 
 @pytest.mark.timeout(120)
-async def test_signed_notifications_arrive_after_the_receiver_failed_the_first_tries(
+async def test_a_signed_notification_arrives_after_the_receiver_failed_the_first_tries(
     platform: Platform,
     sessions: async_sessionmaker[AsyncSession],
     namespace: str,
@@ -120,15 +120,10 @@ async def test_signed_notifications_arrive_after_the_receiver_failed_the_first_t
         api_client,
         headers,
         project_id,
-        {
-            "kind": "webhook",
-            "url": f"{receiver.url}/hooks",
-            "events": ["run.finished", "deployment.started", "deployment.finished"],
-        },
+        {"kind": "webhook", "url": f"{receiver.url}/hooks", "events": ["run.finished", "approval.requested"]},
     )
     secret = hook["secret"]
     assert len(secret) == 64
-    assert hook["events"] == ["run.finished", "deployment.started", "deployment.finished"]
     slack = await _integration(
         api_client,
         headers,
@@ -140,27 +135,26 @@ async def test_signed_notifications_arrive_after_the_receiver_failed_the_first_t
 
     run_id = await start_run(sessions, Topics(namespace), project_id, sha=sha)
     assert (await wait_for_run(sessions, run_id)).status == "succeeded"
-    await _until("three delivered webhook calls", lambda: len(receiver.delivered("/hooks")) >= 3)
+    await _until("the delivered webhook call", lambda: receiver.delivered("/hooks"))
 
-    calls = receiver.delivered("/hooks")
-    now = int(time.time())
-    for call in calls:
-        assert verify_signature(secret, call["headers"]["X-Comet-Signature"], call["body"], now=now)
-        assert call["headers"]["Content-Type"] == "application/json"
-    bodies = {call["headers"]["X-Comet-Event"]: json.loads(call["body"]) for call in calls}
-    assert set(bodies) == {"run.finished", "deployment.started", "deployment.finished"}
-    assert bodies["run.finished"]["data"]["run_id"] == str(run_id)
-    assert bodies["run.finished"]["data"]["status"] == "succeeded"
-    assert bodies["deployment.finished"]["data"]["environment"] == "staging"
-    assert bodies["deployment.finished"]["data"]["status"] == "succeeded"
-    assert bodies["deployment.finished"]["data"]["sha"] == sha
-    delivery_ids = [call["headers"]["X-Comet-Delivery"] for call in calls]
-    assert len(set(delivery_ids)) == 3, "each notification is its own delivery"
-    failed_tries = [c for c in receiver.calls if not c["ok"]]
-    assert len(failed_tries) == 2
-    assert {c["headers"]["X-Comet-Delivery"] for c in failed_tries} <= set(delivery_ids), (
+    [call] = receiver.delivered("/hooks")
+    assert verify_signature(secret, call["headers"]["X-Comet-Signature"], call["body"], now=int(time.time()))
+    assert call["headers"]["Content-Type"] == "application/json"
+    assert call["headers"]["X-Comet-Event"] == "run.finished"
+    body = json.loads(call["body"])
+    assert (body["event"], body["project_id"]) == ("run.finished", str(project_id))
+    assert (body["data"]["run_id"], body["data"]["status"], body["data"]["sha"]) == (
+        str(run_id),
+        "succeeded",
+        sha,
+    )
+    tries = [c for c in receiver.calls if c["path"] == "/hooks"]
+    assert [c["ok"] for c in tries] == [False, False, True]
+    assert {c["headers"]["X-Comet-Delivery"] for c in tries} == {call["headers"]["X-Comet-Delivery"]}, (
         "a retry sends the same delivery again"
     )
+    stamps = [c["headers"]["X-Comet-Signature"] for c in tries]
+    assert len(set(stamps)) == 3, "each attempt is signed when it is sent"
     assert not [c for c in receiver.calls if c["path"].startswith("/slack")], "the filter excluded a success"
 
     async def listed() -> list[dict[str, Any]]:
@@ -176,16 +170,12 @@ async def test_signed_notifications_arrive_after_the_receiver_failed_the_first_t
         while not all(d["status"] == "delivered" for d in deliveries):
             await asyncio.sleep(0.1)
             deliveries = await listed()
-    assert len(deliveries) == 3
-    attempts = [a for d in deliveries for a in d["attempts"]]
-    assert sorted(a["http_status"] for a in attempts) == [204, 204, 204, 500, 500]
-    retried = [d for d in deliveries if len(d["attempts"]) > 1]
-    assert retried, "the failed tries are recorded"
-    for d in retried:
-        assert [a["number"] for a in d["attempts"]] == list(range(1, len(d["attempts"]) + 1))
-        assert d["attempts"][0]["error"].startswith("HTTP 500")
-        assert d["attempts"][-1]["error"] is None
-        assert all(a["duration_ms"] >= 0 for a in d["attempts"])
+    [delivery] = deliveries
+    assert delivery["id"] == call["headers"]["X-Comet-Delivery"]
+    assert [(a["number"], a["http_status"]) for a in delivery["attempts"]] == [(1, 500), (2, 500), (3, 204)]
+    assert delivery["attempts"][0]["error"].startswith("HTTP 500")
+    assert delivery["attempts"][-1]["error"] is None
+    assert all(a["duration_ms"] >= 0 for a in delivery["attempts"])
     none_for_slack = await api_client.get(
         f"/api/v1/projects/{project_id}/integrations/{slack['id']}/deliveries", headers=headers
     )
@@ -407,3 +397,64 @@ async def test_a_target_refused_at_send_time_is_not_called_and_the_refusal_is_re
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()
+
+
+async def test_deployment_events_reach_the_receiver_signed_with_the_deployment_fields(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.failures = 0
+    project_id, run_id = await _project_and_run(sessions, tmp_path)
+    async with sessions.begin() as session:
+        hook = await notifications.create(
+            session,
+            SecretBox(TEST_SECRET_KEY),
+            project_id=project_id,
+            kind="webhook",
+            url=f"{receiver.url}/hooks",
+            shown_url=f"{receiver.url}/hooks",
+            events=["deployment.started", "deployment.finished"],
+            secret="s3cret",
+        )
+    notifier = _notifier(sessions, parse_allow("127.0.0.1"))
+    deployment_id = uuid.uuid4()
+
+    def moved(status: str, previous: str | None) -> Received:
+        change = DeploymentStatusChanged(
+            deployment_id=deployment_id,
+            project_id=project_id,
+            run_id=run_id,
+            stage="deploy",
+            environment="production",
+            status=status,
+            previous=previous,
+            sha="d" * 40,
+            ref="refs/heads/main",
+            url="https://shop.example.com",
+            at=datetime.now(UTC),
+            started_at=datetime.now(UTC),
+        )
+        return Received(new_envelope(change, key=str(run_id)), "run-status", 0, 0)
+
+    await notifier.handle(
+        [moved("waiting", None), moved("queued", "waiting"), moved("in_progress", "queued")]
+    )
+    await notifier.handle([moved("succeeded", "in_progress")])
+    async with httpx.AsyncClient() as client:
+        assert await notifier.send_due(client) == 2
+    calls = receiver.delivered("/hooks")
+    now = int(time.time())
+    assert all(
+        verify_signature("s3cret", c["headers"]["X-Comet-Signature"], c["body"], now=now) for c in calls
+    )
+    bodies = {c["headers"]["X-Comet-Event"]: json.loads(c["body"])["data"] for c in calls}
+    assert set(bodies) == {"deployment.started", "deployment.finished"}
+    finished = bodies["deployment.finished"]
+    assert finished["id"] == str(deployment_id)
+    assert (finished["environment"], finished["status"], finished["sha"]) == (
+        "production",
+        "succeeded",
+        "d" * 40,
+    )
+    assert finished["url"] == "https://shop.example.com"
+    assert finished["run_url"] == f"https://ci.example.com/api/v1/runs/{run_id}"
+    assert {d.status for d in await _deliveries(sessions, hook.id)} == {"delivered"}

@@ -11,15 +11,17 @@ from orchestrator.notices import (
     CaseFacts,
     RunFacts,
     StageFacts,
+    for_deployment_status,
     for_flaky_cases,
     for_run_status,
     for_stage_status,
 )
-from schemas.events import RunStatusChanged, StageStatusChanged
+from schemas.events import DeploymentStatusChanged, RunStatusChanged, StageStatusChanged
 from schemas.notifications import ApprovalRequestedNotice, DeploymentNotice, RunNotice
 
 AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 EVENT = uuid.UUID("01900000-0000-7000-8000-0000000000ee")
+DEPLOYMENT = uuid.UUID("01900000-0000-7000-8000-0000000000dd")
 RUN = RunFacts(
     id=uuid.UUID("01900000-0000-7000-8000-000000000001"),
     project_id=uuid.UUID("01900000-0000-7000-8000-0000000000aa"),
@@ -70,7 +72,9 @@ def test_a_run_that_is_not_finished_gives_nothing() -> None:
 
 
 def test_a_stage_waiting_for_approval_asks_for_it_with_its_deployment() -> None:
-    [notice] = for_stage_status(EVENT, _stage("waiting_approval"), RUN, _facts("waiting_approval"), None, URL)
+    [notice] = for_stage_status(
+        EVENT, _stage("waiting_approval"), RUN, _facts("waiting_approval"), False, URL
+    )
     assert notice.events == ("approval.requested",)
     assert isinstance(notice.data, ApprovalRequestedNotice)
     assert notice.data.environment == "production"
@@ -79,9 +83,9 @@ def test_a_stage_waiting_for_approval_asks_for_it_with_its_deployment() -> None:
 
 
 def test_a_deploying_stage_starts_and_finishes_a_deployment_with_the_stage_outcome() -> None:
-    [started] = for_stage_status(EVENT, _stage("running"), RUN, _facts("running"), None, URL)
+    [started] = for_stage_status(EVENT, _stage("running"), RUN, _facts("running"), False, URL)
     assert started.events == ("deployment.started",)
-    [finished] = for_stage_status(EVENT, _stage("failed"), RUN, _facts("failed"), None, URL)
+    [finished] = for_stage_status(EVENT, _stage("failed"), RUN, _facts("failed"), False, URL)
     assert finished.events == ("deployment.finished",)
     assert isinstance(finished.data, DeploymentNotice)
     assert (finished.data.environment, finished.data.status, finished.data.sha) == (
@@ -91,26 +95,68 @@ def test_a_deploying_stage_starts_and_finishes_a_deployment_with_the_stage_outco
     )
 
 
-def test_the_deployment_row_says_what_the_deployment_is() -> None:
-    row: dict[str, Any] = {
-        "id": uuid.uuid4(),
-        "environment": "production",
-        "status": "rejected",
-        "sha": "c" * 40,
-        "ref": "refs/heads/main",
-        "url": "https://shop.example.com",
-        "rollback_of": None,
-        "approvals": [{"user_id": None, "decision": "rejected", "comment": "not today", "at": AT}],
+def _deployed(
+    status: str, previous: str | None, approvals: list[dict[str, Any]] | None = None
+) -> DeploymentStatusChanged:
+    return DeploymentStatusChanged(
+        deployment_id=DEPLOYMENT,
+        project_id=RUN.project_id,
+        run_id=RUN.id,
+        stage="deploy",
+        environment="production",
+        status=status,
+        previous=previous,
+        sha="c" * 40,
+        ref="refs/heads/main",
+        url="https://shop.example.com",
+        at=AT,
+        approvals=approvals or [],
+    )
+
+
+def test_a_stage_with_deployment_rows_leaves_the_announcements_to_their_events() -> None:
+    for status in ("waiting_approval", "running", "succeeded"):
+        assert for_stage_status(EVENT, _stage(status), RUN, _facts(status), True, URL) == []
+
+
+def test_a_deployment_starts_once_and_finishes_once_with_the_contract_fields() -> None:
+    [started] = for_deployment_status(EVENT, _deployed("in_progress", "queued"), RUN, 0, AT, URL)
+    assert started.events == ("deployment.started",)
+    review = {
+        "user_id": str(uuid.uuid4()),
+        "decision": "rejected",
+        "comment": "not today",
+        "at": AT.isoformat(),
     }
-    [finished] = for_stage_status(EVENT, _stage("failed"), RUN, _facts("failed"), row, URL)
+    [finished] = for_deployment_status(EVENT, _deployed("rejected", "waiting", [review]), RUN, 1, AT, URL)
+    assert finished.events == ("deployment.finished",)
     assert isinstance(finished.data, DeploymentNotice)
-    assert (finished.data.id, finished.data.status, finished.data.url) == (row["id"], "rejected", row["url"])
+    assert (finished.data.id, finished.data.status, finished.data.url) == (
+        DEPLOYMENT,
+        "rejected",
+        "https://shop.example.com",
+    )
     assert finished.data.approvals[0].comment == "not today"
+    assert finished.data.created_at == AT
+    assert for_deployment_status(EVENT, _deployed("queued", "waiting"), RUN, 0, AT, URL) == []
+
+
+def test_a_deployment_that_starts_waiting_for_approvals_asks_for_them() -> None:
+    [asked] = for_deployment_status(EVENT, _deployed("waiting", None), RUN, 2, AT, URL)
+    assert asked.events == ("approval.requested",)
+    assert isinstance(asked.data, ApprovalRequestedNotice)
+    assert asked.data.deployment is not None
+    assert asked.data.deployment.id == DEPLOYMENT
+    assert for_deployment_status(EVENT, _deployed("waiting", None), RUN, 0, AT, URL) == [], (
+        "no approvals needed"
+    )
+    approved = {"user_id": str(uuid.uuid4()), "decision": "approved", "comment": "", "at": AT.isoformat()}
+    assert for_deployment_status(EVENT, _deployed("waiting", None, [approved]), RUN, 1, AT, URL) == []
 
 
 def test_stages_without_an_environment_and_other_moves_give_nothing() -> None:
-    assert for_stage_status(EVENT, _stage("running"), RUN, _facts("running", None), None, URL) == []
-    assert for_stage_status(EVENT, _stage("queued"), RUN, _facts("queued"), None, URL) == []
+    assert for_stage_status(EVENT, _stage("running"), RUN, _facts("running", None), False, URL) == []
+    assert for_stage_status(EVENT, _stage("queued"), RUN, _facts("queued"), False, URL) == []
 
 
 def test_each_newly_flaky_test_is_one_notice() -> None:
