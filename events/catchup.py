@@ -152,6 +152,8 @@ def _inbox_consumer(group: str, topic: str, topics: Topics) -> bool:
         return topic in topics.orchestrator_inputs()
     if group == topics.status_reporter_group:
         return topic == topics.run_status
+    if group == topics.notifier_group:
+        return topic in topics.notifier_inputs()
     return False  # workers claim attempts in Postgres; they keep no inbox
 
 
