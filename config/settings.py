@@ -34,6 +34,11 @@ class CommonSettings(BaseSettings):
     # Namespaces topics and consumer groups, so several Comets (or test sessions) share a broker.
     topic_namespace: str = "comet"
     kafka_partitions: int = Field(default=6, ge=1, le=1000)
+    # Partitions per topic where they differ from `kafka_partitions`, by the topic's name without
+    # the namespace: `dispatch=12,webhooks=3` (`dispatch` for every pool's dispatch topic,
+    # `dispatch.POOL` for one). Applied when a topic is created. The partitions of a topic bound
+    # its consumer group: at most that many members get work from it (docs/scaling.md, 0026).
+    kafka_topic_partitions: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     db_pool_size: int = Field(default=10, ge=1, le=200)
@@ -80,6 +85,15 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _session_timeout(cls, value: object) -> float:
         return _seconds(value)
+
+    @field_validator("kafka_topic_partitions", mode="before")
+    @classmethod
+    def _topic_partitions(cls, value: object) -> object:
+        if isinstance(value, str):
+            from events.partitions import parse_topic_partitions
+
+            return parse_topic_partitions(value)
+        return value
 
     @field_validator("instance_id")
     @classmethod
@@ -277,8 +291,14 @@ class OrchestratorSettings(CommonSettings):
     schedule_refresh_s: float = Field(default=300.0, gt=0)
     schedule_scan_s: float = Field(default=5.0, gt=0)
     relay: bool = True
+    # Deployments (decision 0027): a deployment waiting for approvals longer than this fails; how
+    # often wait timers and approval deadlines are checked.
+    deploy_approval_timeout_s: float = Field(default=24 * 3600.0, gt=0)
+    deploy_timer_interval_s: float = Field(default=1.0, gt=0)
 
     @field_validator(
+        "deploy_approval_timeout_s",
+        "deploy_timer_interval_s",
         "reaper_interval_s",
         "reaper_outage_grace_s",
         "scheduler_interval_s",

@@ -24,11 +24,12 @@ class TopicAdmin:
         self,
         bootstrap_servers: str,
         *,
-        partitions: int,
+        partitions: int | Callable[[str], int],
         configs: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
-        self._partitions = partitions
+        # One count for every topic, or a count per topic name (events/partitions.py).
+        self._partitions = partitions if callable(partitions) else _everywhere(partitions)
         self._configs = configs or (lambda _topic: {})
         self._known: set[str] = set()
         self._lock = asyncio.Lock()
@@ -47,12 +48,16 @@ class TopicAdmin:
                     try:
                         await admin.create_topics(
                             [
-                                NewTopic(t, self._partitions, 1, topic_configs=self._configs(t))
+                                NewTopic(t, self._partitions(t), 1, topic_configs=self._configs(t))
                                 for t in to_create
                             ],
                             timeout_ms=15000,
                         )
-                        log.info("topics created", topics=to_create, partitions=self._partitions)
+                        log.info(
+                            "topics created",
+                            topics=to_create,
+                            partitions=[self._partitions(t) for t in to_create],
+                        )
                     except TopicAlreadyExistsError:
                         pass  # another process created it between our list and create
                 await self._wait_for_leaders(admin, to_create)
@@ -95,3 +100,10 @@ class TopicAdmin:
             ):
                 return
             await asyncio.sleep(0.05)
+
+
+def _everywhere(count: int) -> Callable[[str], int]:
+    def partitions(_topic: str) -> int:
+        return count
+
+    return partitions

@@ -22,6 +22,7 @@ from events.admin import TopicAdmin
 from events.faults import is_transient
 from events.health import HealthServer
 from events.outbox import COMMITTED
+from events.partitions import partitions_of
 from events.probe import kafka_answers
 from events.producer import EventProducer
 from events.relay import OutboxRelay
@@ -55,7 +56,9 @@ class Backbone:
         )
         self.topics = Topics(s.topic_namespace)
         self.admin = TopicAdmin(
-            s.kafka_bootstrap_servers, partitions=s.kafka_partitions, configs=self.topics.retention
+            s.kafka_bootstrap_servers,
+            partitions=partitions_of(self.topics, s.kafka_partitions, s.kafka_topic_partitions),
+            configs=self.topics.retention,
         )
         self.producer = EventProducer(s.kafka_bootstrap_servers, client_id=f"comet-{self.process}")
         self.relay = OutboxRelay(
