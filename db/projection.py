@@ -11,6 +11,7 @@ Which event writes what:
 - `attempt.finished`: a queued or running attempt ends with its result, test summary and report
   problems; a result carrying a fencing token counts only under that token (the worker's fence).
 - `attempt.dispatched`: a retry's backoff is over (`dispatch_at` cleared).
+- `run.changed` also carries deployments (decision 0027): new rows whole, others' changed columns.
 Every other event type changes no row.
 
 Idempotent and order-tolerant: inserts do nothing when the row exists; an attempt only moves
@@ -33,7 +34,7 @@ from sqlalchemy import DateTime, Table, bindparam, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.models import Run, Stage, StageAttempt
+from db.models import Deployment, Run, Stage, StageAttempt
 from schemas.events import (
     EVENT_MODELS,
     AttemptDispatched,
@@ -46,7 +47,8 @@ from schemas.events import (
 RUNS = cast(Table, Run.__table__)
 STAGES = cast(Table, Stage.__table__)
 ATTEMPTS = cast(Table, StageAttempt.__table__)
-DERIVED_TABLES: tuple[Table, ...] = (RUNS, STAGES, ATTEMPTS)
+DEPLOYMENTS = cast(Table, Deployment.__table__)
+DERIVED_TABLES: tuple[Table, ...] = (RUNS, STAGES, ATTEMPTS, DEPLOYMENTS)
 
 # Columns of the derived tables no event describes: a worker's liveness (lease and heartbeats)
 # and how much log it shipped (log chunks are not events). `verify` ignores them.
@@ -54,6 +56,7 @@ NOT_DERIVED: dict[str, frozenset[str]] = {
     "runs": frozenset(),
     "stages": frozenset(),
     "stage_attempts": frozenset({"lease_expires_at", "heartbeat_at", "log_bytes", "log_truncated"}),
+    "deployments": frozenset(),
 }
 
 PROJECTED_TYPES = frozenset(
@@ -145,6 +148,8 @@ class RowChanges:
     stage_inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
     stage_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
     attempt_inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployment_inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployment_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Guarded changes of attempts written before this batch (see `write` for their order).
     started: dict[str, dict[str, Any]] = field(default_factory=dict)
     stopping: set[str] = field(default_factory=set)
@@ -177,6 +182,16 @@ class RowChanges:
             self.stage_inserts.setdefault(str(row["id"]), row)
         for stage_id, values in (p.get("stages") or {}).items():
             _merge(self.stage_inserts, self.stage_updates, str(stage_id), _columns(STAGES, values))
+        for deployment in p.get("new_deployments") or ():
+            row = _columns(DEPLOYMENTS, deployment)
+            self.deployment_inserts.setdefault(str(row["id"]), row)
+        for deployment_id, values in (p.get("deployments") or {}).items():
+            _merge(
+                self.deployment_inserts,
+                self.deployment_updates,
+                str(deployment_id),
+                _columns(DEPLOYMENTS, values),
+            )
         at = _to_datetime(p["at"])
         for attempt in p.get("new_attempts") or ():
             row = _columns(ATTEMPTS, attempt)
@@ -389,6 +404,7 @@ async def write(connection: AsyncConnection, changes: RowChanges) -> None:
         (RUNS, changes.run_inserts),
         (STAGES, changes.stage_inserts),
         (ATTEMPTS, changes.attempt_inserts),
+        (DEPLOYMENTS, changes.deployment_inserts),
     ):
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in inserts.values():
@@ -398,7 +414,11 @@ async def write(connection: AsyncConnection, changes: RowChanges) -> None:
                 await _copy_insert(connection, table, columns, group)
             else:
                 await connection.execute(insert(table).on_conflict_do_nothing(), group)
-    for table, updates in ((RUNS, changes.run_updates), (STAGES, changes.stage_updates)):
+    for table, updates in (
+        (RUNS, changes.run_updates),
+        (STAGES, changes.stage_updates),
+        (DEPLOYMENTS, changes.deployment_updates),
+    ):
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in updates.values():
             by_columns.setdefault(tuple(sorted(row)), []).append(row)

@@ -4,8 +4,8 @@ write with (`db/projection.py`, decision 0021).
 
 What is copied and what is derived:
 - configuration is copied as it is (the events name it, they do not describe it): `users`,
-  `projects`, `memberships`, `pipeline_definitions`;
-- derived state is rebuilt from the events: `runs`, `stages`, `stage_attempts`;
+  `projects`, `memberships`, `pipeline_definitions`, `environments` (decision 0027);
+- derived state is rebuilt from the events: `runs`, `stages`, `stage_attempts`, `deployments`;
 - everything else (logs, test cases, coverage files, webhook deliveries, the event history itself,
   audit, sessions, secrets) is neither: a rebuilt database is for checking and recovering state.
 
@@ -36,7 +36,7 @@ from db.models import RebuildProgress
 from events.archive import ArchiveError, archive_files, read_archive
 from events.upcasting import UPCASTERS
 
-CONFIGURATION = ("users", "projects", "memberships", "pipeline_definitions")
+CONFIGURATION = ("users", "projects", "memberships", "pipeline_definitions", "environments")
 DERIVED = tuple(t.name for t in projection.DERIVED_TABLES)
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.model import DeploymentState, Review, RunState, StageState
+from orchestrator.model import DeploymentState, PlanFailed, Planned, Review, RunState, StageState
 from schemas.deployments import DEPLOYMENT_OPEN, DEPLOYMENT_TERMINAL
 from schemas.events import DeploymentStatusChanged
 from schemas.globs import glob_match_any
@@ -318,3 +318,35 @@ def status_changes(before: RunState, after: RunState, now: datetime) -> list[Dep
             )
         )
     return events
+
+
+# -- planning ------------------------------------------------------------------------------------
+def environments_of(plan: Planned) -> set[str]:
+    return {str(s.spec["environment"]) for s in plan.stages if s.spec.get("environment")}
+
+
+def with_rules(plan: Planned, rules: Mapping[str, Rules]) -> Planned:
+    """The plan with each deploying stage's environment rules in its spec (`deploy_rules`): the
+    snapshot `decide()` applies, kept with the stage."""
+    stages = tuple(
+        dataclasses.replace(s, spec={**s.spec, "deploy_rules": rules[str(s.spec["environment"])].spec()})
+        if s.spec.get("environment") and str(s.spec["environment"]) in rules
+        else s
+        for s in plan.stages
+    )
+    return dataclasses.replace(plan, stages=stages)
+
+
+def rollback_plan(plan: Planned | PlanFailed, trigger: Mapping[str, Any]) -> Planned | PlanFailed:
+    """A rollback run holds only the earlier deployment's environment stage(s), re-run at its sha
+    without what they needed (that ran when it first deployed); other plans are left as they are."""
+    if trigger.get("kind") != "rollback" or isinstance(plan, PlanFailed):
+        return plan
+    names = [str(n) for n in trigger.get("stages") or ()]
+    keep = [s for s in plan.stages if s.name in names and s.spec.get("environment")]
+    if not keep:
+        return PlanFailed(
+            f"cannot roll back: .comet.yml at {plan.sha[:12]} has no deploying stage {', '.join(names) or '(none)'}",
+            sha=plan.sha,
+        )
+    return dataclasses.replace(plan, stages=tuple(dataclasses.replace(s, needs=()) for s in keep))

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import projection
 from db.models import Project
 from db.repositories import concurrency as concurrency_repo
+from db.repositories import deployments as deployments_repo
 from db.repositories import run_state
 from db.repositories.test_timings import recorded_durations
 from db.repositories.webhooks import get_delivery
@@ -26,14 +27,17 @@ from events.envelope import Envelope, new_envelope
 from events.inbox import claim_new
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
+from orchestrator import deployments as deploy_rules
 from orchestrator.concurrency import GroupMember, admit, next_to_release
 from orchestrator.decide import decide
 from orchestrator.inputs import input_of
 from orchestrator.model import (
     CancelAttempts,
     DispatchAttempt,
+    EnvironmentGranted,
     GroupReleased,
     Input,
+    PlanFailed,
     Planned,
     RunState,
 )
@@ -43,6 +47,7 @@ from orchestrator.status_events import status_changes
 from orchestrator.webhooks import DeliveryPlan, apply_delivery, plan_delivery
 from schemas.events import (
     AttemptDispatched,
+    DeploymentEnvironmentGranted,
     RunCancelRequested,
     RunChanged,
     RunGroupReleased,
@@ -108,7 +113,9 @@ class RunEngine:
         on_commit: Callable[[], None] = lambda: None,
         untrusted_pool: str = "untrusted",
         on_default_branch_planned: DefaultBranchPlanned | None = None,
+        approval_timeout_s: float = deploy_rules.DEFAULT_APPROVAL_TIMEOUT_S,
     ) -> None:
+        self._approval_timeout_s = approval_timeout_s
         self._untrusted_pool = untrusted_pool
         self._on_default_branch_planned = on_default_branch_planned
         self._sessions = sessions
@@ -156,6 +163,7 @@ class RunEngine:
                     admitted = await self._admit(groups, work, run_id, event_input, envelope)
                 self._apply(work, run_id, admitted, envelope)
             await self._release_groups(session, groups, work)
+            await self._grant_environments(session, work)
             deltas = {
                 run_id: run_state.diff(lr, work.states[run_id], work.now)
                 for run_id, lr in work.loaded.items()
@@ -194,6 +202,8 @@ class RunEngine:
         work.causes[run_id] = cause
         for payload in status_changes(before, decision.state, work.now):
             work.events.append(self._emit(self._topics.run_status, payload, cause, run_id))
+        for change in deploy_rules.status_changes(before, decision.state, work.now):
+            work.events.append(self._emit(self._topics.run_status, change, cause, run_id))
         for command in decision.commands:
             if isinstance(command, DispatchAttempt):
                 work.dispatches.append((run_id, command, cause))
@@ -237,6 +247,57 @@ class RunEngine:
             cause = new_envelope(RunGroupReleased(run_id=member.run_id, group=group), key=str(member.run_id))
             work.events.append(PendingEvent(self._topics.run_commands, cause))
             self._apply(work, member.run_id, GroupReleased(), cause)
+
+    async def _grant_environments(self, session: AsyncSession, work: _Batch) -> None:
+        """One deployment at a time per environment (decision 0027): for each environment a
+        deployment of this batch moved in, under the environment's lock, when none is active, the
+        oldest ready one deploys now, in this same transaction (recorded as an event)."""
+        touched: set[tuple[uuid.UUID, str]] = set()
+        for run_id, state in work.states.items():
+            loaded = work.loaded[run_id].state.deployments
+            touched |= {
+                (state.project_id, d.environment)
+                for name, d in state.deployments.items()
+                if d != loaded.get(name)
+            }
+        if not touched:
+            return
+        await deployments_repo.lock_environments(session, touched)
+        for project_id, environment in sorted(touched, key=lambda t: (str(t[0]), t[1])):
+            line = await deployments_repo.in_environment(
+                session, project_id, environment, excluding_runs=sorted(work.states)
+            )
+            for run_id, state in work.states.items():
+                if state.project_id != project_id:
+                    continue
+                line += [
+                    deployments_repo.InLine(
+                        d.id, run_id, d.status, d.ready_at is not None, d.created_at or work.now
+                    )
+                    for d in state.deployments.values()
+                    if d.environment == environment
+                ]
+            if any(d.status in ("queued", "in_progress") for d in line):
+                continue
+            ready = sorted(
+                (d for d in line if d.status == "waiting" and d.ready),
+                key=lambda d: (d.created_at, str(d.id)),
+            )
+            if not ready:
+                continue
+            chosen = ready[0]
+            if chosen.run_id not in work.states:
+                extra = await run_state.load_for_update(session, [chosen.run_id])
+                work.loaded.update(extra)
+                work.states.update({rid: lr.state for rid, lr in extra.items()})
+            payload = DeploymentEnvironmentGranted(
+                run_id=chosen.run_id, deployment_id=chosen.id, environment=environment
+            )
+            cause = new_envelope(payload, key=str(chosen.run_id))
+            # Applied now; when it comes back from Kafka it is no news.
+            await claim_new(session, self.consumer_name, [cause.event_id])
+            work.events.append(PendingEvent(self._topics.run_commands, cause))
+            self._apply(work, chosen.run_id, EnvironmentGranted(chosen.id), cause)
 
     async def _write_commands(
         self, session: AsyncSession, work: _Batch, deltas: dict[uuid.UUID, run_state.RunDelta]
@@ -287,6 +348,8 @@ class RunEngine:
                 cancelled_attempts=cancelled.get(run_id, []),
                 stopping_attempts=stopping.get(run_id, []),
                 cancel_reason=reasons.get(run_id),
+                new_deployments=delta.new_deployments,
+                deployments=delta.deployments,
             )
             last = work.causes.get(run_id)
             events.append(
@@ -401,7 +464,9 @@ class RunEngine:
                 durations=functools.partial(self._durations, payload.project_id),
             )
             # A test suite's run holds only its stages and what they need.
-            planned[envelope.event_id] = apply_selection(plan, selection_from_trigger(payload.trigger))
+            planned[envelope.event_id] = await self._deploy_plan(
+                payload, apply_selection(plan, selection_from_trigger(payload.trigger))
+            )
             hook = self._on_default_branch_planned
             if (
                 hook is not None
@@ -410,6 +475,20 @@ class RunEngine:
             ):
                 await hook(payload.project_id, repo_url, payload.ref, plan.sha)
         return planned
+
+    async def _deploy_plan(self, request: RunRequested, plan: Input) -> Input:
+        """A rollback holds only its environment stage(s); deploying stages keep their
+        environment's rules as they are now (decision 0027)."""
+        if not isinstance(plan, Planned | PlanFailed):
+            return plan
+        plan = deploy_rules.rollback_plan(plan, request.trigger)
+        if not isinstance(plan, Planned) or not deploy_rules.environments_of(plan):
+            return plan
+        async with self._sessions() as session:
+            rules = await deployments_repo.rules_for(
+                session, request.project_id, deploy_rules.environments_of(plan), self._approval_timeout_s
+            )
+        return deploy_rules.with_rules(plan, rules)
 
     async def _durations(self, project_id: uuid.UUID, stage: str) -> list[tuple[str | None, str, float]]:
         async with self._sessions() as session:

@@ -15,6 +15,7 @@ from events.backbone import Backbone
 from events.consumer import EventConsumer
 from events.deadletters import DeadLetterSink
 from events.retention import HistoryArchiver
+from orchestrator.deployment_timer import DeploymentTimer
 from orchestrator.handlers import RunEngine
 from orchestrator.notifier import Notifier
 from orchestrator.pipeline_schedules import PipelineScheduleSync
@@ -43,6 +44,10 @@ class OrchestratorService:
             on_commit=b.wake_relay,
             untrusted_pool=settings.untrusted_pool,
             on_default_branch_planned=self.schedule_sync.default_branch_planned,
+            approval_timeout_s=settings.deploy_approval_timeout_s,
+        )
+        self.deployment_timer = DeploymentTimer(
+            b.sessions, b.topics, interval_s=settings.deploy_timer_interval_s, on_commit=b.wake_relay
         )
         self.scheduler = Scheduler(
             b.sessions, b.topics, interval_s=settings.scheduler_interval_s, on_commit=b.wake_relay
@@ -125,6 +130,7 @@ class OrchestratorService:
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.schedule_sync.run(), name="pipeline-schedules"),
             asyncio.create_task(self.archiver.run(), name="history-archiver"),
+            asyncio.create_task(self.deployment_timer.run(), name="deployment-timer"),
         ]
         readiness = asyncio.create_task(self._ready_when_consuming(), name="readiness")
         if self.reporter is not None and self.reporter_consumer is not None:
@@ -143,6 +149,7 @@ class OrchestratorService:
             self.scheduler.stop()
             self.schedule_sync.stop()
             self.archiver.stop()
+            self.deployment_timer.stop()
             if self.reporter is not None and self.reporter_consumer is not None:
                 self.reporter_consumer.stop()
                 self.reporter.stop()

@@ -28,4 +28,4 @@ ENVIRONMENT_NAME_RULE = (
 
 
 def valid_environment_name(name: str) -> bool:
-    return ENVIRONMENT_NAME.fullmatch(name) is not None and ".." not in name
+    return ENVIRONMENT_NAME.fullmatch(name) is not None

@@ -236,6 +236,13 @@ def _agrees(entry: Mapping[str, str], original: Mapping[str, str]) -> bool:
     return all(original[key] == value for key, value in entry.items() if key in original)
 
 
+class EnvironmentRef(_Model):
+    """`environment: {name, url}`: where a stage deploys, and where people find what it deployed."""
+
+    name: str = Field(min_length=1)
+    url: str | None = Field(default=None, min_length=1)
+
+
 class StageSpec(_Model):
     needs: Names = []
     run: str | None = Field(default=None, min_length=1, description="a bash script (bash -eo pipefail)")
@@ -256,7 +263,9 @@ class StageSpec(_Model):
         default=None, ge=1, le=MAX_PARALLEL, description="legs stage[1/N] … stage[N/N]"
     )
     split: Split | None = None
-    environment: str | None = Field(default=None, min_length=1, description="records a Deployment")
+    environment: Annotated[str, Field(min_length=1)] | EnvironmentRef | None = Field(
+        default=None, description="records a Deployment: a name, or {name, url}"
+    )
     approval: bool = False
     checkout: bool = Field(default=True, description="false: the stage starts in an empty workspace")
     labels: Annotated[dict[Text, Text], AfterValidator(check_labels)] = Field(
@@ -267,6 +276,12 @@ class StageSpec(_Model):
     @classmethod
     def _dedupe_needs(cls, needs: list[str]) -> list[str]:
         return list(dict.fromkeys(needs))
+
+    def environment_name(self) -> str | None:
+        return self.environment.name if isinstance(self.environment, EnvironmentRef) else self.environment
+
+    def environment_url(self) -> str | None:
+        return self.environment.url if isinstance(self.environment, EnvironmentRef) else None
 
     def script(self) -> str:
         """The script to run: `run`, or `steps` one per line; "" for a pure approval gate."""

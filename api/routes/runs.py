@@ -25,14 +25,15 @@ from api.access import (
     run_permit,
 )
 from api.deps import BackboneDep, CurrentUser, JsonBody, SessionDep
-from api.errors import Conflict, NotFound, ValidationFailed, problem_responses
+from api.errors import Conflict, Forbidden, NotFound, ValidationFailed, problem_responses
 from api.idempotency import Idempotent
 from api.logstream import Follow, parse_last_event_id, stored_log
 from api.middleware import current_request_id
 from api.routes import API_PREFIX, Cursor
 from api.routes.tests import run_results
 from db.models import Run
-from db.repositories import run_commands, run_views
+from db.repositories import audit, deployment_commands, run_commands, run_views
+from db.repositories import deployments as deployments_repo
 from db.repositories.errors import StateConflictError
 from db.repositories.runs import create_run
 from events.backbone import Backbone
@@ -301,7 +302,10 @@ async def retry_run(
     "/runs/{run_id}/stages/{stage}/approve",
     summary="Approve a stage waiting at its approval gate",
     description="For stages with `approval: true` (status `waiting_approval`): the stage is queued "
-    "and runs. 409 when the stage is not waiting for approval.",
+    "and runs. 409 when the stage is not waiting for approval. For a stage that deploys, this is an "
+    "approval of its deployment (`POST /deployments/{id}/approve`, one mechanism): its environment's "
+    "rules apply (distinct people; 403 for the person who triggered the run where self-approval is "
+    "forbidden).",
     status_code=202,
     response_model=RunCommandAccepted,
     responses=problem_responses(401, 403, 404, 409, 422),
@@ -313,6 +317,9 @@ async def approve_stage(
     session: SessionDep,
     backbone: BackboneDep,
 ) -> RunCommandAccepted:
+    deployment = await deployments_repo.latest_of_stage(session, access.run.id, stage)
+    if deployment is not None and deployment.status == "waiting":
+        return await _approve_deployment(access, deployment.id, user, session, backbone)
     command = run_commands.request_approval(
         session, backbone.topics, access.run.id, stage, actor_id=user.id, correlation_id=current_request_id()
     )
@@ -320,6 +327,43 @@ async def approve_stage(
         return await _accepted(command, "approve", session, backbone)
     except LookupError:
         raise NotFound(f"Run {access.run.id} has no stage {stage}.") from None
+
+
+async def _approve_deployment(
+    access: RunAccess, deployment_id: uuid.UUID, user: CurrentUser, session: SessionDep, backbone: BackboneDep
+) -> RunCommandAccepted:
+    try:
+        recorded = await deployment_commands.request_review(
+            session,
+            backbone.topics,
+            deployment_id,
+            user_id=user.id,
+            reviewer=user.email,
+            decision="approved",
+            comment="",
+            correlation_id=current_request_id(),
+        )
+    except StateConflictError as exc:
+        raise Conflict(str(exc)) from None
+    except deployment_commands.ReviewForbiddenError as exc:
+        raise Forbidden(str(exc)) from None
+    await audit.record(
+        session,
+        action=audit.DEPLOYMENT_APPROVED,
+        actor_id=user.id,
+        target_type="deployment",
+        target_id=deployment_id,
+        project_id=access.run.project_id,
+        details={"comment": "", "run_id": str(access.run.id)},
+    )
+    await session.commit()
+    backbone.wake_relay()
+    return RunCommandAccepted(
+        run_id=access.run.id,
+        status=RunStatus(access.run.status),
+        requested="approve",
+        event_id=recorded.event_id,
+    )
 
 
 @router.get(

@@ -45,6 +45,10 @@ INTEGRATION_SET = "project.integration_set"
 INTEGRATION_REMOVED = "project.integration_removed"
 TEST_QUARANTINED = "test.quarantined"
 TEST_RELEASED = "test.released"
+ENVIRONMENT_SET = "project.environment_set"
+DEPLOYMENT_APPROVED = "deployment.approved"
+DEPLOYMENT_REJECTED = "deployment.rejected"
+DEPLOYMENT_ROLLBACK = "deployment.rollback_requested"
 
 
 def _bound(name: str) -> str | None:

@@ -5,6 +5,7 @@ door to the runs, stages and attempts tables. The rows are written by the projec
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +15,8 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Run, Stage
-from orchestrator.model import RunState, StageState
+from db.models import Deployment, Run, Stage
+from orchestrator.model import DeploymentState, Review, RunState, StageState
 from schemas.ids import uuid7
 from schemas.states import AttemptStatus, RunStatus, StageStatus
 
@@ -110,9 +111,75 @@ async def load_for_update(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -
             queued_at=run.queued_at,
             started_at=run.started_at,
             finished_at=run.finished_at,
+            created_by=run.created_by,
         )
         loaded[run.id] = LoadedRun(state, {s.name: s.id for s in rows})
+    await _load_deployments(session, ids, loaded)
     return loaded
+
+
+_DEPLOYMENT_FIELDS = (
+    "status",
+    "reason",
+    "approvals",
+    "ready_at",
+    "wait_until",
+    "expires_at",
+    "started_at",
+    "finished_at",
+)
+
+
+def _deployment_state(row: Deployment) -> DeploymentState:
+    return DeploymentState(
+        id=row.id,
+        stage=row.stage,
+        number=row.number,
+        environment=row.environment,
+        status=row.status,
+        ref=row.ref,
+        sha=row.sha,
+        url=row.url,
+        reason=row.reason,
+        rollback_of=row.rollback_of,
+        triggered_by=row.triggered_by,
+        approvals=tuple(
+            Review(str(a["user_id"]), str(a["decision"]), str(a.get("comment") or ""), _instant(a["at"]))
+            for a in row.approvals
+        ),
+        required_approvals=row.required_approvals,
+        allow_self_approval=row.allow_self_approval,
+        ready_at=row.ready_at,
+        wait_until=row.wait_until,
+        expires_at=row.expires_at,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _instant(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+async def _load_deployments(
+    session: AsyncSession, run_ids: list[uuid.UUID], loaded: dict[uuid.UUID, LoadedRun]
+) -> None:
+    """Each deploying stage's latest deployment into its run's state (decision 0027)."""
+    rows = (
+        await session.scalars(
+            select(Deployment).where(Deployment.run_id.in_(run_ids)).order_by(Deployment.number)
+        )
+    ).all()
+    found: dict[uuid.UUID, dict[str, DeploymentState]] = {}
+    for row in rows:
+        found.setdefault(row.run_id, {})[row.stage] = _deployment_state(row)
+    for run_id, deployments in found.items():
+        if run_id in loaded:
+            before = loaded[run_id]
+            loaded[run_id] = LoadedRun(
+                dataclasses.replace(before.state, deployments=deployments), before.stage_ids
+            )
 
 
 @dataclass(slots=True)
@@ -125,8 +192,11 @@ class RunDelta:
     stages: dict[str, dict[str, Any]]
     stage_ids: dict[str, uuid.UUID]
 
+    new_deployments: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    deployments: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
     def __bool__(self) -> bool:
-        return bool(self.run or self.new_stages or self.stages)
+        return bool(self.run or self.new_stages or self.stages or self.new_deployments or self.deployments)
 
 
 def diff(before: LoadedRun, after: RunState, now: datetime) -> RunDelta:
@@ -159,7 +229,50 @@ def diff(before: LoadedRun, after: RunState, now: datetime) -> RunDelta:
         changed = {f: getattr(stage, f) for f in _STAGE_FIELDS if getattr(stage, f) != getattr(previous, f)}
         if changed:
             delta.stages[str(delta.stage_ids[name])] = _plain(changed)
+    _diff_deployments(old, after, delta, now)
     return delta
+
+
+def _deployment_values(deployment: DeploymentState, fields: Iterable[str]) -> dict[str, Any]:
+    values = {f: getattr(deployment, f) for f in fields}
+    if "approvals" in values:
+        values["approvals"] = [r.row() for r in deployment.approvals]
+    return values
+
+
+def _diff_deployments(old: RunState, after: RunState, delta: RunDelta, now: datetime) -> None:
+    """New deployments as whole rows, others' changed columns (by id), into `delta`."""
+    for name, deployment in after.deployments.items():
+        previous = old.deployments.get(name)
+        if previous is None or previous.id != deployment.id:
+            delta.new_deployments.append(
+                {
+                    "id": deployment.id,
+                    "project_id": after.project_id,
+                    "run_id": after.id,
+                    "stage_id": delta.stage_ids[name],
+                    "stage": name,
+                    "number": deployment.number,
+                    "environment": deployment.environment,
+                    "ref": deployment.ref,
+                    "sha": deployment.sha,
+                    "url": deployment.url,
+                    "rollback_of": deployment.rollback_of,
+                    "triggered_by": deployment.triggered_by,
+                    "required_approvals": deployment.required_approvals,
+                    "allow_self_approval": deployment.allow_self_approval,
+                    "created_at": deployment.created_at or now,
+                    "updated_at": now,
+                    **_deployment_values(deployment, _DEPLOYMENT_FIELDS),
+                }
+            )
+            continue
+        changed = [f for f in _DEPLOYMENT_FIELDS if getattr(deployment, f) != getattr(previous, f)]
+        if changed:
+            delta.deployments[str(deployment.id)] = {
+                "updated_at": now,
+                **_deployment_values(deployment, changed),
+            }
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

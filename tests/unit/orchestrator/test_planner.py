@@ -123,6 +123,7 @@ def test_spec_holds_everything_a_worker_needs_and_is_json() -> None:
         "type": "deploy",
         "reports": {"junit": ["out/*.xml"], "coverage": []},
         "environment": "production",
+        "environment_url": None,
         "approval": True,
         "matrix": {},
         "coverage_min": None,
@@ -192,3 +193,17 @@ def test_a_parallel_stage_becomes_numbered_legs_that_its_dependants_all_need() -
     assert {s.base_name for s in stages[:3]} == {"e2e"}
     assert stages[3].needs == ("e2e[1/3]", "e2e[2/3]", "e2e[3/3]")
     assert "node" not in stages[3].spec
+
+
+def test_an_environment_with_a_url_keeps_its_name_and_url_apart() -> None:
+    stages = planned("""\
+        stages:
+          deploy:
+            run: ./deploy.sh
+            environment: {name: production, url: "https://example.com"}
+        """)
+
+    assert (stages[0].spec["environment"], stages[0].spec["environment_url"]) == (
+        "production",
+        "https://example.com",
+    )
