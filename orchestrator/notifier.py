@@ -227,14 +227,22 @@ class Notifier:
                 request = pinned_request(
                     client, resolved, content=delivery.body, headers=headers, timeout_s=self._timeout
                 )
-                response = await client.send(request)
-                status = response.status_code
-                error = None if response.is_success else _answer(response)
+                # The whole exchange is bounded (httpx's timeout is per phase: a receiver dripping
+                # bytes could hold it for ever), and so is what is read of the answer.
+                async with asyncio.timeout(self._timeout):
+                    response = await client.send(request, stream=True)
+                    try:
+                        status = response.status_code
+                        error = None if response.is_success else _answer(response, await _head(response))
+                    finally:
+                        await response.aclose()
             except OutboundRefused as exc:
                 error = f"refused: the URL {exc}"
             except DecryptionError as exc:
                 error = f"the integration's target cannot be decrypted ({exc})"
-            except httpx.HTTPError as exc:
+            except TimeoutError:
+                error = f"no answer within {self._timeout:g}s"
+            except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return started, round((time.perf_counter() - clock) * 1000), status, error
 
@@ -255,8 +263,21 @@ class Notifier:
         self._wake.set()
 
 
-def _answer(response: httpx.Response) -> str:
-    text = response.text[:300].strip()
+ANSWER_BYTES = 1024
+"""How much of a failed answer's body is read (and 300 characters of it kept)."""
+
+
+async def _head(response: httpx.Response) -> str:
+    kept = b""
+    async for chunk in response.aiter_bytes():
+        kept += chunk
+        if len(kept) >= ANSWER_BYTES:
+            break
+    return kept[:ANSWER_BYTES].decode("utf-8", "replace")
+
+
+def _answer(response: httpx.Response, head: str) -> str:
+    text = head[:300].strip()
     reason = response.reason_phrase or "error"
     if response.is_redirect:
         return f"HTTP {response.status_code} {reason} (redirects are not followed)"

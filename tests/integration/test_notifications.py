@@ -305,13 +305,16 @@ async def _project_and_run(
         return project_id, run.id
 
 
-def _notifier(sessions: async_sessionmaker[AsyncSession], allow: OutboundAllow) -> Notifier:
+def _notifier(
+    sessions: async_sessionmaker[AsyncSession], allow: OutboundAllow, timeout_s: float = 10.0
+) -> Notifier:
     return Notifier(
         sessions,
         SecretBox(TEST_SECRET_KEY),
         consumer_name=f"notifier-test-{uuid.uuid4().hex[:8]}",
         public_url="https://ci.example.com",
         allow=allow,
+        timeout_s=timeout_s,
     )
 
 
@@ -458,3 +461,40 @@ async def test_deployment_events_reach_the_receiver_signed_with_the_deployment_f
     assert finished["url"] == "https://shop.example.com"
     assert finished["run_url"] == f"https://ci.example.com/api/v1/runs/{run_id}"
     assert {d.status for d in await _deliveries(sessions, hook.id)} == {"delivered"}
+
+
+async def test_a_receiver_that_never_answers_costs_one_bounded_attempt(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepts, reads nothing, never answers
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        project_id, run_id = await _project_and_run(sessions, tmp_path)
+        async with sessions.begin() as session:
+            hook = await notifications.create(
+                session,
+                SecretBox(TEST_SECRET_KEY),
+                project_id=project_id,
+                kind="webhook",
+                url=f"http://127.0.0.1:{port}/hooks",
+                shown_url=f"http://127.0.0.1:{port}/hooks",
+                events=["test.flaky"],
+                secret="s3cret",
+            )
+        notifier = _notifier(sessions, parse_allow("127.0.0.1"), timeout_s=1.0)
+        await notifier.handle([await _attempt_with_flaky_cases(sessions, project_id, run_id, ["k-slow"])])
+        async with httpx.AsyncClient() as client, asyncio.timeout(10):
+            assert await notifier.send_due(client) == 0
+        [delivery] = await _deliveries(sessions, hook.id)
+        assert (delivery.status, delivery.attempts, delivery.last_http_status) == ("pending", 1, None)
+        assert delivery.last_error in ("no answer within 1s", "ReadTimeout")
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
