@@ -51,6 +51,7 @@ stages:
   build:
     checkout: false
     needs: [lint, unit, flaky]
+    labels: {arch: amd64}
     run: "true"
 """
 
@@ -152,8 +153,8 @@ async def _mixed_workload(cluster: Cluster, root: Path, runs: int) -> dict[str, 
         for name, path in [("mixed", mixed), ("slow", slow), ("long", long), ("fix", fix)]
     }
     cluster.orchestrator()
-    cluster.worker(concurrency=4)
-    cluster.worker(concurrency=4)
+    cluster.worker(concurrency=4, env={"labels": "arch=amd64"})  # the labelled `build` stages
+    cluster.worker(concurrency=4, env={"labels": "arch=amd64,os=linux"})
     doomed = cluster.worker("slow", lease_s=3.0, concurrency=1)
 
     killed = await start_run(sessions, topics, projects["slow"])
@@ -189,6 +190,11 @@ async def test_a_rebuild_from_the_event_history_alone_is_identical_and_a_second_
     assert statuses[special["cancelled"]] == "cancelled"
     assert statuses[special["retried"]] == "succeeded"
     assert {("lost", "lost_worker"), ("failed", "script_failure"), ("cancelled", "cancelled")} <= kinds
+    async with cluster.sessions() as session:
+        labelled = (
+            await session.scalars(select(StageAttempt.labels).where(StageAttempt.pool == "default"))
+        ).all()
+    assert labelled.count({"arch": "amd64"}) == 200  # one `build` per mixed run, rebuilt below too
     await asyncio.to_thread(cluster.stop_all)  # the history is complete and nothing writes any more
     # Retention moved the history of the runs that finished first to archive files: the rebuild
     # reads them too, merged with what is still in the outbox.
