@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from config.settings import CommonSettings, SettingsError, load
 from schemas.outbound import (
     OutboundAllow,
     OutboundRefused,
@@ -86,3 +87,15 @@ def test_only_global_addresses_are_public() -> None:
     assert is_public(ipaddress.ip_address("1.1.1.1"))
     assert not is_public(ipaddress.ip_address("224.0.0.1"))
     assert not is_public(ipaddress.ip_address("::ffff:127.0.0.1"))
+
+
+def test_a_malformed_allow_list_stops_start_up_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COMET_OUTBOUND_ALLOW", "127.0.0.1, 10.0.0.0/99")
+    with pytest.raises(
+        SettingsError, match=r"^COMET_OUTBOUND_ALLOW: '10\.0\.0\.0/99' is neither a host name"
+    ):
+        load(CommonSettings)
+    monkeypatch.setenv("COMET_OUTBOUND_ALLOW", "127.0.0.1, hooks.internal")
+    assert parse_allow(load(CommonSettings).outbound_allow).names("hooks.internal")
