@@ -183,6 +183,49 @@ async def test_a_signed_notification_arrives_after_the_receiver_failed_the_first
 
 
 @pytest.mark.timeout(120)
+async def test_a_deploying_run_announces_its_deployment_start_and_finish_once_each(
+    platform: Platform,
+    sessions: async_sessionmaker[AsyncSession],
+    namespace: str,
+    tmp_path: Path,
+    api_client: httpx.AsyncClient,
+    receiver: Receiver,
+) -> None:
+    receiver.failures = 0
+    deploying = "name: ci\nstages:\n  build: {run: echo built}\n  ship: {run: echo shipped, environment: staging, needs: [build]}\n"
+    repo, sha = make_repo(tmp_path / "repo", {".comet.yml": deploying})
+    project_id = await add_project(sessions, str(repo))
+    headers = await owner_headers(api_client, sessions, project_id)
+    hook = await _integration(
+        api_client,
+        headers,
+        project_id,
+        {
+            "kind": "webhook",
+            "url": f"{receiver.url}/hooks",
+            "events": ["deployment.started", "deployment.finished"],
+        },
+    )
+    run_id = await start_run(sessions, Topics(namespace), project_id, sha=sha)
+    assert (await wait_for_run(sessions, run_id)).status == "succeeded"
+    await _until("both deployment notifications", lambda: len(receiver.delivered("/hooks")) >= 2)
+    await asyncio.sleep(1.0)  # a duplicate would be sent by now
+
+    calls = receiver.delivered("/hooks")
+    assert [c["headers"]["X-Comet-Event"] for c in calls] == ["deployment.started", "deployment.finished"]
+    now = int(time.time())
+    assert all(
+        verify_signature(hook["secret"], c["headers"]["X-Comet-Signature"], c["body"], now=now) for c in calls
+    )
+    started, finished = (json.loads(c["body"])["data"] for c in calls)
+    assert started["id"] == finished["id"] is not None, "the deployment's own id (its row)"
+    assert (started["status"], finished["status"]) == ("in_progress", "succeeded")
+    assert (finished["environment"], finished["stage"], finished["sha"]) == ("staging", "ship", sha)
+    assert finished["run_id"] == str(run_id)
+    assert finished["finished_at"] is not None
+
+
+@pytest.mark.timeout(120)
 async def test_a_failed_run_reaches_slack_and_a_webhook_that_filters_it_out_gets_nothing(
     platform: Platform,
     sessions: async_sessionmaker[AsyncSession],
