@@ -14,7 +14,7 @@ def test_the_stall_after_a_change_is_the_longest_stretch_without_a_start_in_its_
     stalls = stalls_after(starts, changes, window_s=3.0, end=20.0)
 
     assert [(s.change.what, round(s.gap.ms)) for s in stalls] == [
-        ("worker 2 joined", 2500),
+        ("worker 2 joined", 2050),
         ("worker 2 left", 2950),
     ]
     assert stalls[0].describe() == "worker 2 joined: longest stretch without a stage start 2050 ms"
