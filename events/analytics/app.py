@@ -15,8 +15,8 @@ import time
 from typing import Any, cast
 
 import faust
-from faust.tables.manager import TableManager
 import structlog
+from faust.tables.manager import TableManager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.settings import AnalyticsSettings
@@ -48,8 +48,6 @@ class Analytics:
             web_enabled=False,
             topic_partitions=settings.kafka_partitions,
             topic_replication_factor=1,
-            # The topics are ours (created by TopicAdmin with their retention), never faust's.
-            topic_allow_declare=False,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
         )
@@ -59,8 +57,8 @@ class Analytics:
         self.runs = self.app.Table(
             "runs",
             partitions=settings.kafka_partitions,
-            key_serializer="raw",
-            value_serializer="raw",
+            key_type=bytes,  # raw bytes both ways: the run id, the mirror's JSON
+            value_type=bytes,
         )
         self.pending: Pending = {}
         self.consumed = 0

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import DateTime, Table
 
-from db.projection import ATTEMPTS, RUNS, STAGES, Event, RowChanges
+from db.projection import ATTEMPTS, DEPLOYMENTS, PROJECTED_TYPES, RUNS, STAGES, Event, RowChanges
 
 FactKind = Literal["run", "stage", "deployment", "tests"]
 FINISHED_RUN = frozenset({"succeeded", "failed", "cancelled"})
@@ -70,7 +70,8 @@ def _datetime_columns(table: Table) -> frozenset[str]:
 
 
 _DATETIMES = {
-    name: _datetime_columns(t) for name, t in (("run", RUNS), ("stages", STAGES), ("attempts", ATTEMPTS))
+    name: _datetime_columns(t)
+    for name, t in (("run", RUNS), ("stages", STAGES), ("attempts", ATTEMPTS), ("deployments", DEPLOYMENTS))
 }
 
 
@@ -90,12 +91,21 @@ def _seconds(later: Any, earlier: Any) -> float | None:
 
 
 class RunMirror:
-    """One run's rows (run, stages, attempts), folded from its events in order."""
+    """One run's rows (run, stages, attempts, deployments), folded from its events.
 
-    __slots__ = ("_changes",)
+    A run's events come from three topics (run-commands, run-status, stage-results) that faust
+    reads in no particular order across topics, most visibly while catching up on a backlog: an
+    attempt's result can arrive before the `run.changed` that queued the attempt. An event whose
+    row is not there yet waits in `waiting` and is folded, in arrival order, once it is.
+    """
 
-    def __init__(self, changes: RowChanges | None = None) -> None:
+    __slots__ = ("_changes", "_waiting")
+
+    MAX_WAITING = 1000  # a run whose run.requested is past retention must not grow without end
+
+    def __init__(self, changes: RowChanges | None = None, waiting: list[Event] | None = None) -> None:
         self._changes = changes or RowChanges()
+        self._waiting = waiting or []
 
     # -- state in and out of the faust table (JSON) ----------------------------------------------
     @classmethod
@@ -111,7 +121,10 @@ class RunMirror:
             changes.stage_inserts[str(stage["id"])] = _parsed(stage, _DATETIMES["stages"])
         for attempt in raw.get("attempts", ()):
             changes.attempt_inserts[str(attempt["id"])] = _parsed(attempt, _DATETIMES["attempts"])
-        return cls(changes)
+        for deployment in raw.get("deployments", ()):
+            changes.deployment_inserts[str(deployment["id"])] = _parsed(deployment, _DATETIMES["deployments"])
+        waiting = [Event(w["type"], w["payload"], w["occurred_at"]) for w in raw.get("waiting", ())]
+        return cls(changes, waiting)
 
     def dump(self) -> bytes:
         run = next(iter(self._changes.run_inserts.values()), None)
@@ -120,22 +133,60 @@ class RunMirror:
                 "run": run,
                 "stages": list(self._changes.stage_inserts.values()),
                 "attempts": list(self._changes.attempt_inserts.values()),
+                "deployments": list(self._changes.deployment_inserts.values()),
+                "waiting": [
+                    {"type": w.type, "payload": w.payload, "occurred_at": w.occurred_at}
+                    for w in self._waiting
+                ],
             }
         )
 
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
     # -- folding ---------------------------------------------------------------------------------
     def apply(self, event: Event) -> bool:
-        """Fold one event; False when its type changes no row (nothing to re-derive)."""
-        before = self._changes.applied
-        self._changes.add(event)
-        # Changes to rows this mirror never saw created (their run.requested is older than what
-        # it read) cannot be placed: drop them rather than let them pile up.
+        """Fold one event (or keep it waiting for its row); False when it changes nothing."""
+        if event.type not in PROJECTED_TYPES:
+            return False
+        if not self._placeable(event):
+            if len(self._waiting) < self.MAX_WAITING:
+                self._waiting.append(event)
+            return True
+        self._fold(event)
+        while self._waiting:
+            ready = [w for w in self._waiting if self._placeable(w)]
+            if not ready:
+                break
+            self._waiting = [w for w in self._waiting if not self._placeable(w)]
+            for waited in ready:
+                self._fold(waited)
+        return True
+
+    def _placeable(self, event: Event) -> bool:
         c = self._changes
-        for pending in (c.run_updates, c.stage_updates, c.started, c.finished, c.cancelled):
+        if event.type == "run.requested":
+            return True
+        if event.type == "run.changed":
+            return str(event.payload["run_id"]) in c.run_inserts
+        return str(event.payload.get("attempt_id")) in c.attempt_inserts
+
+    def _fold(self, event: Event) -> None:
+        c = self._changes
+        c.add(event)
+        # Only changes to rows the mirror holds are kept (placeable events make no others).
+        for pending in (
+            c.run_updates,
+            c.stage_updates,
+            c.deployment_updates,
+            c.started,
+            c.finished,
+            c.cancelled,
+        ):
             pending.clear()
         c.stopping.clear()
         c.undelayed.clear()
-        return c.applied > before
 
     # -- facts -----------------------------------------------------------------------------------
     def facts(self) -> list[Fact]:
@@ -150,7 +201,9 @@ class RunMirror:
         names: dict[str, str] = {}
         for stage in self._changes.stage_inserts.values():
             names[str(stage["id"])] = stage["name"]
-            found.extend(_stage_facts(stage, run, project))
+            found.extend(f for f in [_stage_fact(stage, project)] if f is not None)
+        for deployment in self._changes.deployment_inserts.values():
+            found.extend(f for f in [_deployment_fact(deployment, run, project)] if f is not None)
         for attempt in self._changes.attempt_inserts.values():
             summary = attempt.get("test_summary")
             if summary is None or not isinstance(attempt.get("finished_at"), datetime):
@@ -170,40 +223,40 @@ class RunMirror:
         return found
 
 
-def _stage_facts(stage: Mapping[str, Any], run: Mapping[str, Any], project: str) -> list[Fact]:
-    finished = stage.get("finished_at")
-    if stage["status"] not in VERDICT or not isinstance(finished, datetime):
-        return []
-    found: list[Fact] = []
-    stage_id = str(stage["id"])
-    started = stage.get("started_at")
-    if isinstance(started, datetime):
-        found.append(
-            Fact(
-                "stage",
-                stage_id,
-                project,
-                finished,
-                stage["status"],
-                stage=stage["name"],
-                value_s=_seconds(finished, started),
-                wait_s=_seconds(started, stage.get("queued_at")),
-            )
-        )
-    environment = (stage.get("spec") or {}).get("environment")
-    if environment:
-        # Lead time for changes: from the change entering the pipeline (the run's creation: no
-        # event carries the commit's own time yet, decision 0025) to its successful deployment.
-        lead = _seconds(finished, run.get("created_at")) if stage["status"] == "succeeded" else None
-        found.append(
-            Fact(
-                "deployment",
-                stage_id,
-                project,
-                finished,
-                stage["status"],
-                environment=environment,
-                value_s=lead,
-            )
-        )
-    return found
+def _stage_fact(stage: Mapping[str, Any], project: str) -> Fact | None:
+    finished, started = stage.get("finished_at"), stage.get("started_at")
+    if (
+        stage["status"] not in VERDICT
+        or not isinstance(finished, datetime)
+        or not isinstance(started, datetime)
+    ):
+        return None
+    return Fact(
+        "stage",
+        str(stage["id"]),
+        project,
+        finished,
+        stage["status"],
+        stage=stage["name"],
+        value_s=_seconds(finished, started),
+        wait_s=_seconds(started, stage.get("queued_at")),
+    )
+
+
+def _deployment_fact(deployment: Mapping[str, Any], run: Mapping[str, Any], project: str) -> Fact | None:
+    finished = deployment.get("finished_at")
+    if deployment["status"] not in VERDICT or not isinstance(finished, datetime):
+        return None
+    # Lead time for changes: from the change entering the pipeline (its run's creation; no event
+    # carries the commit's own time, decision 0025) to its successful deployment.
+    lead = _seconds(finished, run.get("created_at")) if deployment["status"] == "succeeded" else None
+    return Fact(
+        "deployment",
+        str(deployment["id"]),
+        project,
+        finished,
+        deployment["status"],
+        environment=deployment["environment"],
+        stage=deployment.get("stage"),
+        value_s=lead,
+    )

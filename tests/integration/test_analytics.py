@@ -1,0 +1,200 @@
+"""`comet analytics` on the real services: runs complete while it is stopped; started, it catches up
+from the topics, and the insights it wrote equal a direct SQL computation over the same rows
+(runs, stages, attempts); stopped with SIGTERM it drains and exits 0, and restarted it catches up
+with what happened meanwhile (its changelog and committed offsets)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from db.repositories import insights
+from db.repositories.insights import Insights, StageFigures, percentile, restore_times
+from tests.integration.cluster import Cluster, until
+from tests.integration.conftest import make_repo
+from tests.integration.helpers import add_project, start_run, wait_for_run
+from tests.integration.processes import CometProcess, process_env
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 7 * 86400.0
+FAILED_DEPLOY = "failed: stage deploy failed: exit code 1"
+REPORT = (
+    '<testsuite name="t"><testcase classname="c" name="a"/>'
+    '<testcase classname="c" name="b"><flakyFailure message="once"/></testcase>'
+    '<testcase classname="c" name="c"/></testsuite>'
+)
+
+
+def pipeline(marker: Path) -> str:
+    return f"""
+stages:
+  lint: {{run: "true", checkout: false}}
+  unit:
+    checkout: false
+    needs: [lint]
+    reports: {{junit: [report.xml]}}
+    run: echo '{REPORT}' > report.xml
+  deploy:
+    checkout: false
+    needs: [unit]
+    environment: production
+    run: test -f {marker}
+"""
+
+
+def analytics(cluster: Cluster, n: int) -> CometProcess:
+    env = process_env(
+        cluster.common, analytics_flush_interval="0.2", analytics_data_dir=str(cluster.root / "analytics")
+    )
+    return CometProcess(["analytics"], env, cluster.root / f"analytics-{n}.log").start()
+
+
+async def from_rows(cluster: Cluster, project_id: uuid.UUID) -> Insights:
+    """The insights computed straight from `runs`, `stages` and `stage_attempts`."""
+    p: dict[str, Any] = {"p": project_id, "w": WINDOW_S}
+    async with cluster.sessions() as s:
+        runs, ok, failed = (
+            await s.execute(
+                text(
+                    "SELECT count(*), count(*) FILTER (WHERE status = 'succeeded'), "
+                    "count(*) FILTER (WHERE status = 'failed') FROM runs WHERE project_id = :p "
+                    "AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at >= now() - make_interval(secs => :w)"
+                ),
+                p,
+            )
+        ).one()
+        stages = [
+            StageFigures(*row)
+            for row in (
+                await s.execute(
+                    text(
+                        "SELECT s.name, "
+                        "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)), "
+                        "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)), "
+                        "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.started_at - s.queued_at)), "
+                        "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM s.started_at - s.queued_at)) "
+                        "FROM stages s JOIN runs r ON r.id = s.run_id WHERE r.project_id = :p "
+                        "AND s.status IN ('succeeded', 'failed') AND s.started_at IS NOT NULL "
+                        "AND s.finished_at >= now() - make_interval(secs => :w) GROUP BY s.name ORDER BY s.name"
+                    ),
+                    p,
+                )
+            ).all()
+        ]
+        deployments = (
+            await s.execute(
+                text(
+                    "SELECT d.environment, d.finished_at, d.status, "
+                    "extract(epoch FROM d.finished_at - r.created_at) "
+                    "FROM deployments d JOIN runs r ON r.id = d.run_id WHERE d.project_id = :p "
+                    "AND d.status IN ('succeeded', 'failed') "
+                    "AND d.finished_at >= now() - make_interval(secs => :w) ORDER BY d.finished_at, d.id"
+                ),
+                p,
+            )
+        ).all()
+        total, flaky = (
+            await s.execute(
+                text(
+                    "SELECT coalesce(sum((a.test_summary->>'total')::int), 0), "
+                    "coalesce(sum((a.test_summary->>'flaky')::int), 0) "
+                    "FROM stage_attempts a JOIN runs r ON r.id = a.run_id WHERE r.project_id = :p "
+                    "AND a.test_summary IS NOT NULL AND a.finished_at >= now() - make_interval(secs => :w)"
+                ),
+                p,
+            )
+        ).one()
+    leads = [float(lead) for _, _, status, lead in deployments if status == "succeeded"]
+    return Insights(
+        window_s=WINDOW_S,
+        deployments=sum(1 for d in deployments if d[2] == "succeeded"),
+        failed_deployments=sum(1 for d in deployments if d[2] == "failed"),
+        lead_time_p50_s=percentile(leads, 0.5),
+        time_to_restore_p50_s=percentile(restore_times((e, at, st) for e, at, st, _ in deployments), 0.5),
+        runs=runs,
+        succeeded_runs=ok,
+        failed_runs=failed,
+        stages=stages,
+        tests_total=int(total),
+        tests_flaky=int(flaky),
+    )
+
+
+def rounded(value: Any) -> Any:
+    """Seconds to the microsecond (the rows' precision; float sums may differ in the last bits)."""
+    if isinstance(value, float):
+        return round(value, 6)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: rounded(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
+
+
+LAST: dict[str, Any] = {}
+
+
+async def caught_up(cluster: Cluster, project_id: uuid.UUID, runs: int) -> dict[str, Any] | None:
+    async with cluster.sessions() as session:
+        written = rounded(await insights.window(session, project_id, WINDOW_S))
+    expected = rounded(await from_rows(cluster, project_id))
+    LAST.update(written=written, expected=expected)
+    return written if written == expected and written["runs"] == runs else None
+
+
+async def run_all(cluster: Cluster, project_id: uuid.UUID, count: int) -> list[str]:
+    ids = [await start_run(cluster.sessions, cluster.topics, project_id) for _ in range(count)]
+    runs = [await wait_for_run(cluster.sessions, i, timeout_s=120) for i in ids]
+    return [r.status if r.status == "succeeded" else f"{r.status}: {r.failure_reason}" for r in runs]
+
+
+@pytest.mark.timeout(360)
+async def test_insights_equal_sql_over_the_rows_and_catch_up_after_analytics_was_stopped(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    marker = tmp_path / "deployable"
+    repo, _ = make_repo(tmp_path / "repo", {".comet.yml": pipeline(marker)})
+    project_id = await add_project(cluster.sessions, str(repo))
+    cluster.orchestrator()
+    cluster.worker(concurrency=4)
+
+    # Analytics is not running: every run still runs to its end.
+    assert await run_all(cluster, project_id, 2) == [FAILED_DEPLOY, FAILED_DEPLOY]
+    marker.write_text("ok")
+    assert await run_all(cluster, project_id, 2) == ["succeeded", "succeeded"]
+
+    first = analytics(cluster, 1)
+    try:
+        figures = await until(
+            lambda: caught_up(cluster, project_id, 4), timeout_s=90, what="analytics caught up"
+        )
+    except (AssertionError, TimeoutError):
+        raise AssertionError(f"{LAST}\n{first.output()[-3000:]}") from None
+    assert (figures["deployments"], figures["failed_deployments"]) == (2, 2)
+    assert (figures["succeeded_runs"], figures["failed_runs"]) == (2, 2)
+    assert [s["stage"] for s in figures["stages"]] == ["deploy", "lint", "unit"]
+    assert (figures["tests_total"], figures["tests_flaky"]) == (12, 4)
+    assert figures["time_to_restore_p50_s"] is not None
+    assert figures["time_to_restore_p50_s"] > 0
+
+    # Stopped (a drain: exit 0), then more runs, then started again: it catches up.
+    first.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(first.proc.wait, 30) == 0, first.output()[-3000:]  # type: ignore[union-attr]
+    assert await run_all(cluster, project_id, 2) == ["succeeded", "succeeded"]
+    second = analytics(cluster, 2)
+    try:
+        figures = await until(lambda: caught_up(cluster, project_id, 6), timeout_s=90, what="caught up again")
+    except (AssertionError, TimeoutError):
+        raise AssertionError(f"{LAST}\n{second.output()[-3000:]}") from None
+    assert figures["deployments"] == 4
+    second.stop()
