@@ -350,6 +350,7 @@ ENDPOINTS = [
     ),
     Endpoint("DELETE", P + "/tests/quarantine/{key}", Action.MANAGE_TESTS, frozenset({204}), _quarantined),
     Endpoint("GET", P + "/coverage", Action.READ, frozenset({200})),
+    Endpoint("GET", P + "/insights", Action.READ, frozenset({200})),
     Endpoint("GET", P + "/schedules", Action.READ, frozenset({200})),
     Endpoint("GET", P + "/test-suites", Action.READ, frozenset({200})),
     Endpoint(
