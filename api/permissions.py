@@ -212,7 +212,7 @@ def markdown_table() -> str:
     return "\n".join([header, rule, *rows])
 
 
-_SCOPED_PARAMS = ("{project_id}", "{run_id}")
+_SCOPED_PARAMS = ("{project_id}", "{run_id}", "{deployment_id}")
 
 
 def _flatten(routes: Iterable[Any]) -> Iterator[tuple[str, set[str], Any]]:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.passwords import hash_password
 from api.permissions import PERMISSIONS, Action, Scope, allows, scope_needed, scoped_routes
-from db.models import LogChunk, Stage, StageAttempt, TestCase, WebhookDelivery
+from db.models import Deployment, LogChunk, Stage, StageAttempt, TestCase, WebhookDelivery
 from db.repositories import users
 from schemas.roles import Role
 
@@ -272,6 +272,46 @@ async def _suite(world: World) -> dict[str, str]:
     return {"suite_id": str(response.json()["id"])}
 
 
+async def _deployment(world: World, status: str = "succeeded") -> dict[str, str]:
+    """A deployment of a fresh stage of the run: succeeded, or waiting at its gate for one approval."""
+    name = f"deploy-{secrets.token_hex(4)}"
+    waiting = status == "waiting"
+    await _add_stage(
+        world.sessions, world.run_id, name, status="waiting_approval" if waiting else "succeeded"
+    )
+    async with world.sessions.begin() as session:
+        stage_id = await session.scalar(
+            select(Stage.id).where(Stage.run_id == uuid.UUID(world.run_id), Stage.name == name)
+        )
+        assert stage_id is not None
+        row = Deployment(
+            project_id=uuid.UUID(world.project_id),
+            run_id=uuid.UUID(world.run_id),
+            stage_id=stage_id,
+            stage=name,
+            environment="production",
+            status=status,
+            ref="refs/heads/main",
+            sha="a" * 40,
+            required_approvals=1 if waiting else 0,
+        )
+        session.add(row)
+        await session.flush()
+        return {"deployment_id": str(row.id), "name": "production"}
+
+
+async def _waiting_deployment(world: World) -> dict[str, str]:
+    return await _deployment(world, "waiting")
+
+
+async def _environment(world: World) -> dict[str, str]:
+    response = await world.client.put(
+        f"/api/v1/projects/{world.project_id}/environments/staging", json={}, headers=world.owner.headers
+    )
+    assert response.status_code == 200, response.text
+    return {"name": "staging"}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -287,6 +327,7 @@ class Endpoint:
 
 
 P, R = "/api/v1/projects/{project_id}", "/api/v1/runs/{run_id}"
+D = "/api/v1/deployments/{deployment_id}"
 ENDPOINTS = [
     Endpoint("GET", P, Action.READ, frozenset({200})),
     Endpoint("PATCH", P, Action.CONFIGURE, frozenset({200}), body={"default_branch": "main"}),
@@ -367,6 +408,28 @@ ENDPOINTS = [
     ),
     Endpoint("DELETE", P + "/test-suites/{suite_id}", Action.CONFIGURE, frozenset({204}), _suite),
     Endpoint("POST", P + "/test-suites/{suite_id}/runs", Action.TRIGGER, frozenset({202}), _suite),
+    Endpoint("GET", P + "/environments", Action.READ, frozenset({200})),
+    Endpoint("GET", P + "/environments/{name}", Action.READ, frozenset({200}), _environment),
+    Endpoint(
+        "PUT",
+        P + "/environments/{name}",
+        Action.CONFIGURE,
+        frozenset({200}),
+        _environment,
+        {"required_approvals": 1},
+    ),
+    Endpoint(
+        "POST",
+        P + "/environments/{name}/rollback",
+        Action.APPROVE_DEPLOYS,
+        frozenset({202}),
+        _deployment,
+        {"deployment_id": "set by prepare"},
+    ),
+    Endpoint("GET", P + "/deployments", Action.READ, frozenset({200})),
+    Endpoint("GET", D, Action.READ, frozenset({200}), _deployment),
+    Endpoint("POST", D + "/approve", Action.APPROVE_DEPLOYS, frozenset({202}), _waiting_deployment, {}),
+    Endpoint("POST", D + "/reject", Action.APPROVE_DEPLOYS, frozenset({202}), _waiting_deployment, {}),
     Endpoint("GET", R, Action.READ, frozenset({200})),
     Endpoint("POST", R + "/cancel", Action.CANCEL, frozenset({202}), _fresh_run),
     Endpoint("POST", R + "/retry", Action.RETRY, frozenset({202}), _failed_run),
@@ -384,7 +447,10 @@ async def _call(world: World, endpoint: Endpoint, headers: dict[str, str]) -> ht
     params = {"project_id": world.project_id, "run_id": world.run_id, "stage": "build"}
     params |= await endpoint.prepare(world)
     url = endpoint.path.format(**params)
-    return await world.client.request(endpoint.method, url, json=endpoint.body, headers=headers)
+    body = endpoint.body
+    if body is not None and body.get("deployment_id") == "set by prepare":
+        body = {**body, "deployment_id": params["deployment_id"]}
+    return await world.client.request(endpoint.method, url, json=body, headers=headers)
 
 
 def _role_of(caller: str) -> Role | None:
