@@ -14,6 +14,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api import insight_metrics
 from db.repositories.dead_letters import waiting_stats
 
 log = structlog.get_logger(__name__)
@@ -53,6 +54,7 @@ async def refresh_from_database(sessions: async_sessionmaker[AsyncSession]) -> N
     try:
         async with sessions() as session:
             waiting = await waiting_stats(session)
+            await insight_metrics.refresh(session)
     except Exception as exc:
         log.warning("metrics: could not read the database; serving the last values", error=repr(exc))
         return

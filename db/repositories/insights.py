@@ -198,3 +198,9 @@ async def totals(session: AsyncSession, window_s: float) -> list[tuple[str, str,
         {"window_s": window_s},
     )
     return [(kind, status, count) for kind, status, count in rows.all()]
+
+
+async def newest_write(session: AsyncSession) -> datetime | None:
+    """When analytics last wrote a fact (None: never)."""
+    newest: datetime | None = (await session.execute(text("SELECT max(updated_at) FROM insight_facts"))).scalar_one()
+    return newest
