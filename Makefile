@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .PHONY: help run test up down services services-down bench lint k8s-check
 
 help:
-	@echo "make run            - services + migrations + demo + api, orchestrator, 2 workers (Ctrl-C stops)"
+	@echo "make run            - services + migrations + demo + api, orchestrator, 2 workers, analytics (Ctrl-C stops)"
 	@echo "make test           - the whole test suite on real Kafka and Postgres, with coverage"
 	@echo "make up / make down - the same platform in the background / stop it"
 	@echo "make services       - only Kafka + PostgreSQL; make services-down stops them"

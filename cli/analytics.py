@@ -3,6 +3,8 @@ it (stops consuming, writes the pending facts, leaves its group). docs/decisions
 
 from __future__ import annotations
 
+import logging
+
 from config.settings import AnalyticsSettings
 
 
@@ -10,4 +12,8 @@ def run(settings: AnalyticsSettings) -> None:
     from cli.process import run_until_signalled
     from events.analytics.app import Analytics
 
+    if settings.log_level != "debug":
+        # faust logs every start-up step and rebalance as tables at info: keep its warnings only.
+        for name in ("faust", "mode", "aiokafka"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     run_until_signalled(Analytics(settings).run)

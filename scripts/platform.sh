@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Brings the whole platform up: services, migrations, demo seed, then api + orchestrator + 2 workers.
+# Brings the whole platform up: services, migrations, demo seed, then api + orchestrator + 2 workers
+# + analytics (the faust-streaming insights process, off the critical path).
 #   scripts/platform.sh run   - in the foreground; Ctrl-C stops everything
 #   scripts/platform.sh up    - in the background; returns once /readyz is green
 #   scripts/platform.sh down  - stops what `up` started, then the services
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUN_DIR="$COMET_HOME/run"
-PROCS=(api orchestrator worker-1 worker-2)
+PROCS=(api orchestrator worker-1 worker-2 analytics)
 PRESET_DB= PRESET_KAFKA=
 
 prepare() {
@@ -34,6 +35,7 @@ start_all() {
   COMET_INSTANCE_ID=orchestrator-1 start_one orchestrator orchestrator
   COMET_INSTANCE_ID=worker-1 start_one worker-1 worker --pool default --concurrency 4
   COMET_INSTANCE_ID=worker-2 start_one worker-2 worker --pool default --concurrency 4
+  COMET_ANALYTICS_DATA_DIR="$COMET_HOME/analytics" start_one analytics analytics
 }
 
 stop_all() {
@@ -102,7 +104,7 @@ case "${1:-}" in
     wait_ready
     banner
     say "Ctrl-C stops everything"
-    tail -q -n 0 -F "$RUN_DIR"/{api,orchestrator,worker-1,worker-2}.log &
+    tail -q -n 0 -F "$RUN_DIR"/{api,orchestrator,worker-1,worker-2,analytics}.log &
     TAIL=$!
     while true; do
       for name in "${PROCS[@]}"; do
