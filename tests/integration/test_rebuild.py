@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db.engine import asyncpg_dsn
-from db.models import Membership, Run, StageAttempt, User
+from db.models import Deployment, Environment, Membership, Run, StageAttempt, User
 from db.repositories.runs import create_run
 from events.retention import archive_expired
 from tests.integration.cluster import Cluster, until
@@ -69,6 +69,14 @@ stages:
   first: {run: "true", checkout: false}
   long: {run: "sleep 30", checkout: false, needs: [first]}
   after: {run: "true", checkout: false, needs: [long]}
+"""
+
+
+# Deploys to an environment (decision 0027): its runs take turns, their deployments are rebuilt too.
+DEPLOYING = """
+stages:
+  build: {run: "true", checkout: false}
+  deploy: {run: "true", checkout: false, needs: [build], environment: production}
 """
 
 
@@ -148,10 +156,19 @@ async def _mixed_workload(cluster: Cluster, root: Path, runs: int) -> dict[str, 
     long, _ = make_repo(root / "long", {".comet.yml": LONG})
     marker = root / "fixed"
     fix, _ = make_repo(root / "fix", {".comet.yml": fixable(marker)})
+    deploying, _ = make_repo(root / "deploying", {".comet.yml": DEPLOYING})
     projects = {
         name: await add_project(sessions, str(path))
-        for name, path in [("mixed", mixed), ("slow", slow), ("long", long), ("fix", fix)]
+        for name, path in [
+            ("mixed", mixed),
+            ("slow", slow),
+            ("long", long),
+            ("fix", fix),
+            ("deploying", deploying),
+        ]
     }
+    async with sessions.begin() as session:  # configuration, copied by the rebuild
+        session.add(Environment(project_id=projects["deploying"], name="production", branches=["main"]))
     cluster.orchestrator()
     cluster.worker(concurrency=4, env={"labels": "arch=amd64"})  # the labelled `build` stages
     cluster.worker(concurrency=4, env={"labels": "arch=amd64,os=linux"})
@@ -162,6 +179,8 @@ async def _mixed_workload(cluster: Cluster, root: Path, runs: int) -> dict[str, 
     retried = await _start_as_member(cluster, projects["fix"])
     for _ in range(runs):
         await start_run(sessions, topics, projects["mixed"])
+    for _ in range(3):
+        await start_run(sessions, topics, projects["deploying"])
 
     await until(lambda: attempt_in(sessions, killed, 1, "running"), what="the slow stage running")
     doomed.kill9()
@@ -185,7 +204,10 @@ async def test_a_rebuild_from_the_event_history_alone_is_identical_and_a_second_
     async with cluster.sessions() as session:
         statuses = {r.id: r.status for r in (await session.scalars(select(Run))).all()}
         kinds = {(a.status, a.failure_kind) for a in (await session.scalars(select(StageAttempt))).all()}
-    assert len(statuses) == 203
+    assert len(statuses) == 206
+    async with cluster.sessions() as session:
+        deployed = (await session.scalars(select(Deployment.status))).all()
+    assert deployed == ["succeeded"] * 3
     assert statuses[special["killed"]] == "succeeded"
     assert statuses[special["cancelled"]] == "cancelled"
     assert statuses[special["retried"]] == "succeeded"
@@ -209,7 +231,8 @@ async def test_a_rebuild_from_the_event_history_alone_is_identical_and_a_second_
     first = comet(cluster.database_url, "replay", "rebuild", "--into", empty_database, archive_dir=archives)
     assert first.returncode == 0, first.stderr
     assert "applied" in first.stdout
-    assert "copied 1 users, 4 projects, 1 memberships" in first.stdout
+    assert "copied 1 users, 5 projects, 1 memberships" in first.stdout
+    assert "1 environments" in first.stdout
 
     verified = comet(cluster.database_url, "replay", "verify", "--against", empty_database)
     assert verified.returncode == 0, verified.stdout + verified.stderr
