@@ -248,6 +248,7 @@ def first_state(requested: RunRequested) -> RunState:
         sha=requested.sha,
         variables=dict(requested.variables),
         trigger=dict(requested.trigger),
+        created_by=requested.created_by,
     )
 
 

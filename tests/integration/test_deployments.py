@@ -25,6 +25,8 @@ from events.topics import Topics
 from orchestrator.deployment_timer import DeploymentTimer
 from tests.integration.conftest import Platform, git, make_repo
 from tests.integration.helpers import add_project, attempts_of, log_of, stages_of, wait_for_run
+from tests.integration.processes import process_env
+from tests.integration.test_replay_run import _audit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -129,6 +131,7 @@ async def test_production_needing_two_approvals_refuses_self_approval_and_deploy
     platform: Platform,
     api_client: httpx.AsyncClient,
     sessions: async_sessionmaker[AsyncSession],
+    common_env: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     team = await _team(api_client, sessions, tmp_path, DEFINITION)
@@ -169,6 +172,12 @@ async def test_production_needing_two_approvals_refuses_self_approval_and_deploy
     changes = [e["payload"]["status"] for e in history["data"] if e["type"] == "deployment.status_changed"]
     assert changes == ["waiting", "queued", "in_progress", "succeeded"]
     assert [e["type"] for e in history["data"]].count("deployment.reviewed") == 2
+    # `comet replay run`: today's decide() takes every decision of this history as recorded.
+    code, audit = await asyncio.to_thread(_audit, process_env(common_env), run_id)
+    assert (code, audit["deterministic"]) == (0, True), audit
+    inputs = [step["type"] for step in audit["steps"] if step["kind"] == "input"]
+    assert inputs.count("deployment.reviewed") == 2
+    assert "deployment.environment_granted" in inputs
 
 
 async def test_a_rejection_fails_the_deploying_stage_with_the_reason(
