@@ -16,4 +16,6 @@ def run(settings: AnalyticsSettings) -> None:
         # faust logs every start-up step and rebalance as tables at info: keep its warnings only.
         for name in ("faust", "mode", "aiokafka"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # "producer buffer full": its changelog producer's back-pressure while catching up, not a fault.
+        logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     run_until_signalled(Analytics(settings).run)
