@@ -164,6 +164,7 @@ CREATING_POSTS = {
     "/api/v1/projects/{project_id}/test-suites",
     "/api/v1/projects/{project_id}/test-suites/{suite_id}/runs",
     "/api/v1/projects/{project_id}/webhooks/replay",  # starts runs (with force: new ones)
+    "/api/v1/projects/{project_id}/environments/{name}/rollback",  # starts a run
 }
 
 
