@@ -202,5 +202,7 @@ async def totals(session: AsyncSession, window_s: float) -> list[tuple[str, str,
 
 async def newest_write(session: AsyncSession) -> datetime | None:
     """When analytics last wrote a fact (None: never)."""
-    newest: datetime | None = (await session.execute(text("SELECT max(updated_at) FROM insight_facts"))).scalar_one()
+    newest: datetime | None = (
+        await session.execute(text("SELECT max(updated_at) FROM insight_facts"))
+    ).scalar_one()
     return newest
