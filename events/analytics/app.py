@@ -11,11 +11,13 @@ changelog and resumes from the committed offsets, and every fact in the table is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any, cast
 
 import faust
 import structlog
+from aiokafka.errors import KafkaError
 from faust.tables.manager import TableManager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -146,7 +148,16 @@ class Analytics:
             partitions=self.settings.kafka_partitions,
             configs=self.topics.retention,
         )
-        await admin.ensure(self.topics.analytics_inputs())
+        while True:  # like the other processes, wait for Kafka rather than exit
+            try:
+                await admin.ensure(self.topics.analytics_inputs())
+                break
+            except (KafkaError, OSError) as exc:
+                log.warning("analytics waits for Kafka", error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2.0)
+                if stop.is_set():
+                    return
         log.info(
             "analytics starting", group=self.topics.analytics_group, topics=self.topics.analytics_inputs()
         )
