@@ -28,6 +28,7 @@ from db.repositories import insights
 from events.admin import TopicAdmin
 from events.analytics.facts import Fact, RunMirror
 from events.envelope import UndecodableEventError, decode
+from events.partitions import partitions_of
 from events.topics import Topics
 
 log = structlog.get_logger(__name__)
@@ -42,13 +43,18 @@ class Analytics:
     def __init__(self, settings: AnalyticsSettings) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_namespace)
+        self.partitions = partitions_of(
+            self.topics, settings.kafka_partitions, settings.kafka_topic_partitions
+        )
+        # The inputs share one count (events/partitions.py): the table's changelog gets it too.
+        joined = self.partitions(self.topics.run_status)
         self.app = faust.App(
             self.topics.analytics_group,
             broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap_servers.split(",")],
             store="memory://",
             datadir=str(settings.analytics_data_dir),
             web_enabled=False,
-            topic_partitions=settings.kafka_partitions,
+            topic_partitions=joined,
             topic_replication_factor=1,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
@@ -58,7 +64,7 @@ class Analytics:
         )
         self.runs = self.app.Table(
             "runs",
-            partitions=settings.kafka_partitions,
+            partitions=joined,
             key_type=bytes,  # raw bytes both ways: the run id, the mirror's JSON
             value_type=bytes,
         )
@@ -145,7 +151,7 @@ class Analytics:
         group (faust commits the offsets of what it processed)."""
         admin = TopicAdmin(
             self.settings.kafka_bootstrap_servers,
-            partitions=self.settings.kafka_partitions,
+            partitions=self.partitions,
             configs=self.topics.retention,
         )
         while True:  # like the other processes, wait for Kafka rather than exit
