@@ -149,7 +149,7 @@ async def list_environments(access: ProjectAccessDep, session: SessionDep) -> En
 
 
 @router.get(
-    "/projects/{project_id}/environments/{name}",
+    "/projects/{project_id}/environments/{name:path}",
     summary="An environment",
     description="Its protection rules (the defaults when never configured), its current deployment "
     "and the deployments waiting for it. 404 when it was neither configured nor deployed to.",
@@ -167,7 +167,7 @@ async def get_environment(
 
 
 @router.put(
-    "/projects/{project_id}/environments/{name}",
+    "/projects/{project_id}/environments/{name:path}",
     summary="Create or replace an environment's protection rules",
     description="`required_approvals` (0–5, distinct people, maintainer or above), "
     "`allow_self_approval` (may the person who triggered the run approve it), `branches` (globs of the "
