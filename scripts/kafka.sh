@@ -8,6 +8,8 @@ KAFKA_VERSION="${COMET_KAFKA_VERSION:-4.4.0}"
 LOG4J_VERSION="${COMET_LOG4J_VERSION:-2.25.3}"
 PORT="${COMET_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${COMET_KAFKA_CONTROLLER_PORT:-9093}"
+# The port clients are told to connect to (a proxy in front of the broker, `make chaos`); default: PORT.
+ADVERTISED_PORT="${COMET_KAFKA_ADVERTISED_PORT:-$PORT}"
 LIB="$COMET_CACHE/kafka-$KAFKA_VERSION/lib"
 DIR="$COMET_HOME/kafka"
 PIDFILE="$DIR/kafka.pid"
@@ -30,7 +32,7 @@ start() {
   command -v java >/dev/null || die "Java 17+ is needed for Kafka"
   fetch_jars
   mkdir -p "$DIR/data" "$DIR/logs"
-  sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" -e "s|@DATA_DIR@|$DIR/data|g" \
+  sed -e "s|@ADVERTISED_PORT@|$ADVERTISED_PORT|g" -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" -e "s|@DATA_DIR@|$DIR/data|g" \
     "$ROOT/services/kafka/server.properties.in" > "$DIR/server.properties"
   local jopts=(-Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
                "-Dlog4j2.configurationFile=$ROOT/services/kafka/log4j2.properties" "-Dkafka.logs.dir=$DIR/logs")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provisions and runs Comet's own PostgreSQL cluster from Debian's packages (not the system
 # cluster): data, socket and logs under $COMET_HOME/postgres, listening on 127.0.0.1 only.
-# Usage: scripts/postgres.sh start|stop|status
+# Usage: scripts/postgres.sh start|stop [fast|immediate]|status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT="${COMET_PG_PORT:-15432}"
@@ -83,10 +83,13 @@ CONF
   say "PostgreSQL ready: postgresql+asyncpg://$DB_USER:***@127.0.0.1:$PORT/$DB_NAME"
 }
 
+# stop [fast|immediate]: fast (the default) rolls back and checkpoints; immediate aborts (crash recovery at start).
 stop() {
+  local mode="${1:-fast}"
+  case "$mode" in fast|immediate) ;; *) die "stop mode must be fast or immediate, not $mode" ;; esac
   BIN="$(find_bin)" || { say "PostgreSQL is not installed"; return 0; }
   if [ -f "$DATA/PG_VERSION" ] && as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-    as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null; say "PostgreSQL stopped"
+    as_owner "$BIN/pg_ctl" -D "$DATA" -m "$mode" -w stop >/dev/null; say "PostgreSQL stopped ($mode)"
   else
     say "PostgreSQL is not running"
   fi
@@ -94,7 +97,7 @@ stop() {
 
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
+  stop) stop "${2:-fast}" ;;
   status) BIN="$(find_bin)" && as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1 && echo "postgres: running (127.0.0.1:$PORT)" || { echo "postgres: stopped"; exit 1; } ;;
   *) die "usage: scripts/postgres.sh start|stop|status" ;;
 esac
