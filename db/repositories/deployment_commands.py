@@ -86,8 +86,11 @@ async def request_review(
         )
     reviews = await _pending_reviews(session, deployment)
     if decision == "approved":
-        approvers = {str(r["user_id"]) for r in reviews if r.get("decision") == "approved"}
-        if str(user_id) in approvers or any(str(r["user_id"]) == str(user_id) for r in deployment.approvals):
+        # Applied (the row) and recorded but not yet applied (the history): one set of people.
+        approvers = {
+            str(r["user_id"]) for r in (*deployment.approvals, *reviews) if r.get("decision") == "approved"
+        }
+        if str(user_id) in approvers:
             raise StateConflictError(
                 f"You already approved deployment {deployment.id}; approvals must come from distinct people."
             )

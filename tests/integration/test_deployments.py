@@ -143,7 +143,11 @@ async def test_production_needing_two_approvals_refuses_self_approval_and_deploy
     own = await _review(api_client, waiting["id"], team.owner)
     first = await _review(api_client, waiting["id"], team.alice, comment="looks good")
     twice = await _review(api_client, waiting["id"], team.alice)
-    second = await _review(api_client, waiting["id"], team.bob)
+    own_via_stage = await api_client.post(
+        f"{API}/runs/{run_id}/stages/deploy/approve", headers=team.owner.headers
+    )
+    # The stage-approval route is the same mechanism: it approves the stage's deployment.
+    second = await api_client.post(f"{API}/runs/{run_id}/stages/deploy/approve", headers=team.bob.headers)
     run = await wait_for_run(sessions, run_id)
 
     assert own.status_code == 403, own.text
@@ -151,6 +155,7 @@ async def test_production_needing_two_approvals_refuses_self_approval_and_deploy
     assert first.status_code == 202, first.text
     assert twice.status_code == 409, twice.text
     assert "distinct people" in twice.json()["detail"]
+    assert own_via_stage.status_code == 403, own_via_stage.text
     assert second.status_code == 202, second.text
     assert run.status == "succeeded", run.failure_reason
     deployed = (await api_client.get(f"{API}/deployments/{waiting['id']}", headers=team.owner.headers)).json()
