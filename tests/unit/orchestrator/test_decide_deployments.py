@@ -19,6 +19,8 @@ from orchestrator.model import (
     DeploymentTimerInput,
     DispatchAttempt,
     EnvironmentGranted,
+    PlanFailed,
+    Planned,
     RetryRequested,
     RunState,
     StageState,
@@ -246,3 +248,45 @@ def test_every_deployment_change_is_one_status_event() -> None:
         ("waiting", None, "production", "deploy")
     ]
     assert events[0].deployment_id == after.deployments["deploy"].id
+
+
+def test_a_pure_approval_gate_that_deploys_succeeds_once_its_environment_is_granted() -> None:
+    gate = dataclasses.replace(
+        deploy_stage(approval=True), spec={**deploy_stage(approval=True).spec, "script": ""}
+    )
+    state, commands = granted(review(opened(a_run(gate)), BOB))
+
+    assert commands == ()
+    assert state.stages["deploy"].status is S.SUCCEEDED
+    assert state.deployments["deploy"].status == "succeeded"
+
+
+def planned_stages(*stages: StageState) -> Planned:
+    return Planned(sha="b" * 40, stages=stages)
+
+
+def test_a_rollback_plan_holds_only_the_deploying_stage_without_its_needs() -> None:
+    build = StageState(name="build", status=S.PENDING, spec={"script": "true"})
+    plan = planned_stages(build, deploy_stage())
+
+    rolled = deployments.rollback_plan(plan, {"kind": "rollback", "stages": ["deploy"]})
+
+    assert isinstance(rolled, Planned)
+    assert [(s.name, s.needs) for s in rolled.stages] == [("deploy", ())]
+    assert deployments.rollback_plan(plan, {"kind": "api"}) == plan
+
+
+def test_a_rollback_to_a_stage_the_definition_no_longer_has_fails_its_plan_with_the_reason() -> None:
+    plan = planned_stages(deploy_stage())
+
+    failed = deployments.rollback_plan(plan, {"kind": "rollback", "stages": ["ship"]})
+
+    assert isinstance(failed, PlanFailed)
+    assert failed.reason == f"cannot roll back: .comet.yml at {'b' * 12} has no deploying stage ship"
+
+
+def test_a_plan_keeps_each_environments_rules_in_its_deploying_stages() -> None:
+    rules = deployments.Rules(required_approvals=2, branches=("main",), approval_timeout_s=60)
+    plan = deployments.with_rules(planned_stages(deploy_stage()), {"production": rules})
+
+    assert deployments.rules_of(plan.stages[0].spec) == rules
