@@ -221,11 +221,19 @@ def review_refusal(
             return f"deployment {deployment.id} is not waiting for approvals"
         if any(r.user_id == user_id for r in deployment.approvals):
             return f"{user_id} already reviewed deployment {deployment.id}"
-        if not deployment.allow_self_approval and str(deployment.triggered_by) == user_id:
+        if not self_approval_allowed(deployment.allow_self_approval, deployment.required_approvals) and (
+            str(deployment.triggered_by) == user_id
+        ):
             return (
                 f"{user_id} triggered the run and may not approve its deployment to {deployment.environment}"
             )
     return None
+
+
+def self_approval_allowed(allow_self_approval: bool, required_approvals: int) -> bool:
+    """Whether the person who triggered the run may approve its deployment: never when two or more
+    approvals are required (CONTRACT §4), else as the environment says."""
+    return allow_self_approval and required_approvals < 2
 
 
 def reviewed(

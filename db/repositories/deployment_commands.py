@@ -22,6 +22,7 @@ from db.repositories.runs import create_run
 from events.envelope import new_envelope
 from events.outbox import PendingEvent, add_events
 from events.topics import Topics
+from orchestrator.deployments import self_approval_allowed
 from schemas.deployments import DEPLOYMENT_TERMINAL
 from schemas.events import DeploymentReviewed
 
@@ -94,7 +95,10 @@ async def request_review(
             raise StateConflictError(
                 f"You already approved deployment {deployment.id}; approvals must come from distinct people."
             )
-        if not deployment.allow_self_approval and deployment.triggered_by == user_id:
+        if (
+            not self_approval_allowed(deployment.allow_self_approval, deployment.required_approvals)
+            and deployment.triggered_by == user_id
+        ):
             raise ReviewForbiddenError(
                 f"You triggered this run: a deployment to {deployment.environment} must be approved by someone else."
             )

@@ -32,7 +32,9 @@ class EnvironmentPut(BaseModel):
         default=0, ge=0, le=5, description="Approvals from distinct people before a deployment goes (0–5)."
     )
     allow_self_approval: bool = Field(
-        default=True, description="Whether the person who triggered the run may be one of its approvers."
+        default=True,
+        description="Whether the person who triggered the run may be one of its approvers; never when two or "
+        "more approvals are required.",
     )
     branches: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default=[],

@@ -157,6 +157,14 @@ def test_self_approval_counts_where_the_environment_allows_it() -> None:
     assert review(state, ALICE).deployments["deploy"].ready_at == NOW
 
 
+def test_the_person_who_triggered_it_never_counts_when_two_approvals_are_required() -> None:
+    # CONTRACT §4: whatever the environment allows for a single approval.
+    state = opened(a_run(deploy_stage(required_approvals=2, allow_self_approval=True)))
+
+    assert review(state, ALICE) == state
+    assert review(review(state, BOB), CAROL).deployments["deploy"].ready_at == NOW
+
+
 def test_a_rejection_fails_the_stage_with_who_rejected_it_and_why() -> None:
     state = review(opened(a_run(deploy_stage(approval=True))), BOB, "rejected", "not on a Friday")
 
