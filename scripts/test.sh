@@ -4,6 +4,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$ROOT/scripts/python.sh" -c ""
 "$ROOT/scripts/services.sh" start
+# The short `make chaos` in the suite injects its network faults through toxiproxy (built once).
+if toxi="$("$ROOT/scripts/toxiproxy.sh")"; then export COMET_TOXIPROXY="$toxi"; fi
 # The Redis rate-limit tests run their own redis-server (Debian's) on a free port.
 if ! command -v redis-server >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || die "redis-server is missing; install Debian's redis-server package"

@@ -1,0 +1,37 @@
+"""`python -m chaos [--runs N] [--rate R] [--faults F] [--seed S]`: prints the table; exits 1 when
+anything was lost, duplicated, committed twice, or moved illegally (decision 0029)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from chaos.harness import Options, run
+
+
+def _progress(line: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
+    parser.add_argument("--runs", type=int, default=300, help="runs to trigger (default 300)")
+    parser.add_argument("--rate", type=float, default=2.5, help="triggers per second (default 2.5)")
+    parser.add_argument(
+        "--faults", type=int, default=None, help="faults to inject (default: runs/30, at least 10)"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the fault schedule and victims")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.rate <= 0:
+        parser.error("--runs must be at least 1 and --rate positive")
+    verdict = asyncio.run(
+        run(Options(runs=args.runs, rate=args.rate, faults=args.faults, seed=args.seed), _progress)
+    )
+    print(verdict.text)
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
