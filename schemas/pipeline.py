@@ -71,6 +71,8 @@ __all__ = [
 MAX_DEFINITION_CHARS = 1_000_000
 MAX_MATRIX_LEGS = 256
 MAX_PARALLEL = 64
+# Deeper YAML would exhaust the (recursive) composer: a RecursionError instead of a message.
+MAX_NESTING = 64
 MAX_PROBLEMS_SHOWN = 20  # the message is shown to people (and stored on the run); all are in .problems
 STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -458,7 +460,22 @@ def parse_definition(text: str) -> PipelineDefinition:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with text keys, refused duplicate keys, and scalars other than null left as text."""
+    """SafeLoader with text keys, refused duplicate keys, scalars other than null left as text, and
+    at most MAX_NESTING levels of lists and mappings."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_NESTING} levels", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[str] = set()
