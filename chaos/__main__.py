@@ -8,7 +8,7 @@ import asyncio
 import sys
 import time
 
-from chaos.harness import Options, run
+from chaos.harness import FAULT_KINDS, Options, run
 
 
 def _progress(line: str) -> None:
@@ -23,11 +23,19 @@ def main(argv: list[str] | None = None) -> int:
         "--faults", type=int, default=None, help="faults to inject (default: runs/30, at least 10)"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault schedule and victims")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(FAULT_KINDS),
+        help="comma-separated kinds of fault to inject (default: all): " + ", ".join(FAULT_KINDS),
+    )
     args = parser.parse_args(argv)
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if unknown := [k for k in kinds if k not in FAULT_KINDS]:
+        parser.error(f"unknown fault kind(s): {', '.join(unknown)}")
     if args.runs < 1 or args.rate <= 0:
         parser.error("--runs must be at least 1 and --rate positive")
     verdict = asyncio.run(
-        run(Options(runs=args.runs, rate=args.rate, faults=args.faults, seed=args.seed), _progress)
+        run(Options(args.runs, args.rate, args.faults, args.seed, kinds=kinds or FAULT_KINDS), _progress)
     )
     print(verdict.text)
     return 0 if verdict.ok else 1

@@ -86,6 +86,7 @@ class Options:
     faults: int | None = None  # default: one of each kind per ~40 runs, at least one of each
     seed: int | None = None
     webhook_share: float = 0.25
+    kinds: tuple[str, ...] = FAULT_KINDS  # the kinds of fault to inject (a subset: to study one)
 
 
 @dataclass
@@ -107,6 +108,7 @@ class Ledger:
     given_up: int = 0
     answers: dict[int, int] = field(default_factory=dict)  # status -> count (0: no answer)
     during_pg_outage: dict[int, int] = field(default_factory=dict)
+    unavailable_without_retry_after: int = 0  # 503 answers without a Retry-After header
 
     def count(self, status: int, pg_down: bool) -> None:
         self.answers[status] = self.answers.get(status, 0) + 1
@@ -159,6 +161,8 @@ class Storm:
                 await asyncio.sleep(0.5)
                 continue
             self.ledger.count(response.status_code, pg_down)
+            if response.status_code == 503 and "Retry-After" not in response.headers:
+                self.ledger.unavailable_without_retry_after += 1
             if ok(response):
                 return response
             delay = float(response.headers.get("Retry-After", "1") or 1)
@@ -289,6 +293,7 @@ class Storm:
         else:
             toxic = kind.rsplit(" ", 1)[1]
             target = self.rng.choice(["kafka", "postgres"])
+            fault.kind = f"{kind} ({target})"
             fault.note = target
             proxies = self.services.proxies
             if not proxies.supports(toxic):
@@ -306,8 +311,8 @@ class Storm:
     def schedule(self) -> list[str]:
         count = self.opts.faults
         if count is None:
-            count = max(len(FAULT_KINDS), self.opts.runs // 30)
-        kinds = [FAULT_KINDS[i % len(FAULT_KINDS)] for i in range(count)]
+            count = max(len(self.opts.kinds), self.opts.runs // 30)
+        kinds = [self.opts.kinds[i % len(self.opts.kinds)] for i in range(count)]
         self.rng.shuffle(kinds)
         return kinds
 
@@ -381,6 +386,18 @@ async def _wait_terminal(
     progress("some runs did not finish in time; judging as they are")
 
 
+def _since(moment: float | None, origin: float | None) -> str:
+    return "never" if moment is None or origin is None else f"{moment - origin:.1f} s"
+
+
+def _describe(fault: Fault, began: float) -> str:
+    note = f" [{fault.note}]" if fault.note else ""
+    return (
+        f"  +{fault.injected - began:.0f} s {fault.kind}{note}: fault {_since(fault.lifted, fault.injected)}; "
+        f"API ready {_since(fault.api_ready, fault.lifted)}, probe finished {_since(fault.healed, fault.lifted)}"
+    )
+
+
 @dataclass
 class Verdict:
     text: str
@@ -444,13 +461,12 @@ async def judge(storm: Storm, database_url: str, began: float) -> Verdict:
     lines.append(f"API answers: {answers}")
     during = ", ".join(f"{k or 'no answer'}: {v}" for k, v in sorted(storm.ledger.during_pg_outage.items()))
     lines.append(f"API answers while Postgres was down: {during or 'none sent'}")
-    for fault in storm.faults:
-        if fault.kind.startswith("postgres") and fault.lifted and fault.api_ready:
-            lines.append(
-                f"{fault.kind}: API ready {fault.api_ready - fault.lifted:.1f} s after Postgres was back"
-            )
-        if fault.kind == "kafka restart" and fault.lifted and fault.api_ready:
-            lines.append(f"kafka restart took {fault.lifted - fault.injected:.1f} s (stop + start)")
+    if storm.ledger.unavailable_without_retry_after:
+        lines.append(f"503 answers WITHOUT Retry-After: {storm.ledger.unavailable_without_retry_after}")
+    lines.append(
+        "faults (at: seconds after the start; fault: injected -> lifted; then: lifted -> API ready, probe run finished):"
+    )
+    lines.extend(_describe(fault, began) for fault in storm.faults)
     if storm.unplanned_exits:
         lines.append(
             f"processes that exited on their own (restarted): {'; '.join(storm.unplanned_exits[:10])}"
@@ -468,6 +484,7 @@ async def judge(storm: Storm, database_url: str, began: float) -> Verdict:
     lines.append(f"proxy: {storm.services.proxies.kind}; took {time.time() - began:.0f} s")
     ok = not result.lost and not result.duplicated and not duplicates_unattributed and not doubles
     ok = ok and not illegal and not overlaps and not result.not_terminal and not server_errors
+    ok = ok and not storm.ledger.unavailable_without_retry_after
     lines.append("VERDICT: " + ("OK" if ok else "FAILED"))
     return Verdict("\n".join(lines), ok)
 
