@@ -4,16 +4,51 @@ A stage's output arrives in arbitrary chunks, so a secret can be split across tw
 them. `SecretMasker` holds back only the trailing characters that could still grow into a
 secret, and replaces every occurrence of every secret (overlapping ones merged into one
 `***`) before anything leaves the worker.
+
+A script rarely prints a secret only as it is: it logs a JSON body, a URL or an Authorization
+header. So each secret is masked in the forms it takes there too (`secret_forms`): JSON-escaped,
+URL-encoded (percent and form encoding) and base64 (standard and URL-safe alphabets) at any of
+the three byte alignments it can have inside a longer encoded text.
 """
 
 from __future__ import annotations
 
+import base64
 import codecs
+import json
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 # Shorter values would mask ordinary text everywhere ("1", "on") and leak more than they hide.
 MIN_SECRET_LEN = 3
+# An encoded form shorter than this is not masked on its own: a few base64 characters occur in
+# ordinary text by chance. (The secret itself is still masked from MIN_SECRET_LEN.)
+MIN_ENCODED_LEN = 8
+
+
+def secret_forms(secret: str) -> set[str]:
+    """`secret` and the encoded forms of it a log may hold, each long enough to mask."""
+    forms = {secret}
+    forms.add(json.dumps(secret)[1:-1])
+    forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    forms.add(quote(secret, safe=""))
+    forms.add(quote(secret))
+    forms.add(quote_plus(secret))
+    raw = secret.encode()
+    for offset in range(3):
+        # Inside a longer base64 text the secret starts at byte `offset` of a 3-byte group: only
+        # the characters made of its bits alone are the same whatever surrounds it.
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        first = -(-offset * 8 // 6)  # characters still holding bits of the bytes before
+        last = (offset + len(raw)) * 8 // 6  # characters after this hold bits of the bytes after
+        middle = encoded[first:last]
+        forms.add(middle)
+        forms.add(middle.translate(_URLSAFE))
+    return {form for form in forms if form == secret or len(form) >= MIN_ENCODED_LEN}
+
+
+_URLSAFE = str.maketrans("+/", "-_")
 
 
 class IncrementalLogDecoder:
@@ -34,7 +69,9 @@ class SecretMasker:
     """Streaming masker: `feed` chunks, emit what it returns, then emit `flush()` at the end."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        unique = {secret for secret in secrets if len(secret) >= MIN_SECRET_LEN}
+        unique = {
+            form for secret in secrets if len(secret) >= MIN_SECRET_LEN for form in secret_forms(secret)
+        }
         self._secrets = sorted(unique, key=len, reverse=True)
         self._max_len = len(self._secrets[0]) if self._secrets else 0
         self._pending = ""
