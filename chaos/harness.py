@@ -20,7 +20,7 @@ import secrets
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,15 @@ class Options:
     seed: int | None = None
     webhook_share: float = 0.25
     kinds: tuple[str, ...] = FAULT_KINDS  # the kinds of fault to inject (a subset: to study one)
+
+
+def fault_schedule(opts: Options, rng: random.Random) -> list[str]:
+    """The kinds of fault to inject, in order: `opts.faults` of them (default one per 30 runs,
+    at least one of each kind), the kinds taken in turn, then shuffled."""
+    count = opts.faults if opts.faults is not None else max(len(opts.kinds), opts.runs // 30)
+    kinds = [opts.kinds[i % len(opts.kinds)] for i in range(count)]
+    rng.shuffle(kinds)
+    return kinds
 
 
 @dataclass
@@ -309,12 +318,7 @@ class Storm:
         return fault
 
     def schedule(self) -> list[str]:
-        count = self.opts.faults
-        if count is None:
-            count = max(len(self.opts.kinds), self.opts.runs // 30)
-        kinds = [self.opts.kinds[i % len(self.opts.kinds)] for i in range(count)]
-        self.rng.shuffle(kinds)
-        return kinds
+        return fault_schedule(self.opts, self.rng)
 
     async def inflict(self) -> None:
         kinds = self.schedule()
@@ -342,7 +346,8 @@ SELECT stage_id, id, worker_id, extract(epoch FROM started_at) AS started,
 """
 
 
-def _history(rows: list[asyncpg.Record]) -> tuple[list[HistoryEvent], list[uuid.UUID]]:
+def history_of(rows: Sequence[Mapping[str, Any]]) -> tuple[list[HistoryEvent], list[uuid.UUID]]:
+    """The status changes in outbox rows (`event_type`, `payload`), and the attempt of each result."""
     events: list[HistoryEvent] = []
     finished: list[uuid.UUID] = []
     for row in rows:
@@ -429,7 +434,8 @@ async def judge(storm: Storm, database_url: str, began: float) -> Verdict:
             "attempt.started",
             "attempt.finished",
         ]
-        history, finished = _history(await db.fetch(_HISTORY, kinds))
+        rows = [dict(r) for r in await db.fetch(_HISTORY, kinds)]
+        history, finished = history_of(rows)
         illegal = illegal_transitions(history)
         doubles = doubly_committed(finished)
         spans = [
