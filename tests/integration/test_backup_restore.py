@@ -19,6 +19,7 @@ import pytest
 from cli.backup import DUMP, MANIFEST, BackupError, backup, restore
 from config.settings import CommonSettings
 from db.engine import asyncpg_dsn
+from db.schema_version import REQUIRED
 from events.admin import TopicAdmin
 from events.topics import Topics
 from tests.integration.conftest import KAFKA, create_database, drop_database
@@ -67,14 +68,14 @@ async def test_a_backup_restores_whole_into_an_empty_database_with_its_restore_p
 ) -> None:
     manifest = await asyncio.to_thread(backup, source, tmp_path / "b")
 
-    assert manifest["schema_revision"] == "0007"
+    assert manifest["schema_revision"] == REQUIRED
     assert set(manifest["kafka"]["end_offsets"]) == set(Topics(source.topic_namespace).core())
     assert all(len(parts) == 2 for parts in manifest["kafka"]["end_offsets"].values())
     target = CommonSettings(**{**source.model_dump(), "database_url": empty_database})
     await asyncio.to_thread(restore, target, tmp_path / "b")
 
     assert await _fetch(empty_database, "SELECT name FROM projects") == "kept"
-    assert await _fetch(empty_database, "SELECT version_num FROM alembic_version") == "0007"
+    assert await _fetch(empty_database, "SELECT version_num FROM alembic_version") == REQUIRED
     point = await _fetch(empty_database, "SELECT manifest FROM restore_points")
     assert json.loads(str(point))["backup_id"] == manifest["backup_id"]
 
