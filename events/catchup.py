@@ -183,6 +183,10 @@ _LINK_DELIVERIES = text(
     "UPDATE webhook_deliveries d SET run_id = r.id FROM runs r "
     "WHERE d.id = ANY(CAST(:ids AS uuid[])) AND d.run_id IS NULL AND r.trigger->>'delivery' = d.id::text"
 )
+_LINK_LEFT_DELIVERIES = text(
+    "UPDATE webhook_deliveries d SET run_id = r.id FROM runs r "
+    "WHERE d.run_id IS NULL AND d.outcome = 'accepted' AND r.trigger->>'delivery' = d.id::text"
+)
 _INBOX = text(
     "INSERT INTO inbox (consumer, event_id) SELECT :consumer, unnest(CAST(:ids AS uuid[])) ON CONFLICT DO NOTHING"
 )
@@ -282,6 +286,8 @@ async def catch_up(
         result.deliveries += recovered
     async with sessions.begin() as session:
         await session.execute(_RUN_COUNTERS)
+        # A delivery and its run's events can fall in different batches: link what is left.
+        await session.execute(_LINK_LEFT_DELIVERIES)
         await session.execute(
             update(RestorePoint)
             .where(RestorePoint.id == point.id)
