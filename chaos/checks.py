@@ -111,6 +111,55 @@ def lease_overlaps(spans: Iterable[AttemptSpan]) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class Execution:
+    """One run of a stage's script, from the marks it left (wall clock, seconds; `end` None: it
+    never noted its end — killed)."""
+
+    run_id: str
+    stage: str
+    attempt: str
+    start: float
+    end: float | None
+
+
+def executions(text: str) -> list[Execution]:
+    """The script runs noted as `<run> <stage> <attempt> start|end <time>` lines (a decimal comma
+    accepted); other lines are ignored."""
+    starts: dict[tuple[str, str, str], float] = {}
+    ends: dict[tuple[str, str, str], float] = {}
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) != 5 or parts[3] not in ("start", "end"):
+            continue
+        try:
+            at = float(parts[4].replace(",", "."))
+        except ValueError:
+            continue
+        key = (parts[0], parts[1], parts[2])
+        (starts if parts[3] == "start" else ends)[key] = at
+    return [Execution(*key, start, ends.get(key)) for key, start in starts.items()]
+
+
+def script_overlaps(runs: Iterable[Execution]) -> list[str]:
+    """Two attempts of one stage of one run whose scripts ran at the same time."""
+    by_stage: dict[tuple[str, str], list[Execution]] = defaultdict(list)
+    for run in runs:
+        by_stage[(run.run_id, run.stage)].append(run)
+    found: list[str] = []
+    for (run_id, stage), attempts in by_stage.items():
+        attempts.sort(key=lambda e: e.start)
+        for i, earlier in enumerate(attempts):
+            if earlier.end is None:
+                continue
+            found.extend(
+                f"run {run_id} stage {stage}: attempt {later.attempt}'s script started while {earlier.attempt}'s ran"
+                for later in attempts[i + 1 :]
+                if later.attempt != earlier.attempt and later.start < earlier.end
+            )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
 class Intake:
     """What the database says became of each acknowledged trigger and webhook delivery."""
 
@@ -202,13 +251,16 @@ def table(result: Intake, illegal: int, doubles: int, overlaps: int, healed: Seq
 
 __all__ = [
     "AttemptSpan",
+    "Execution",
     "Heal",
     "HistoryEvent",
     "Intake",
     "doubly_committed",
+    "executions",
     "heals",
     "illegal_transitions",
     "intake",
     "lease_overlaps",
+    "script_overlaps",
     "table",
 ]

@@ -34,9 +34,11 @@ from chaos.checks import (
     AttemptSpan,
     HistoryEvent,
     doubly_committed,
+    executions,
     heals,
     illegal_transitions,
     lease_overlaps,
+    script_overlaps,
     table,
 )
 from chaos.checks import intake as judge_intake
@@ -46,20 +48,40 @@ from db.engine import asyncpg_dsn
 
 PROVIDER_REPO = "comet-chaos/storm"
 ON = "on:\n  push: {branches: [main]}\n  manual: true\n"
+# Every stage script notes when it starts and ends (`<run> <stage> <attempt> start|end <time>` in
+# the marks file): two attempts of one stage whose scripts overlap ran under each other's lease.
+_NOTE = (
+    'note() { printf \'%s %s %s %s %s\\n\' "$COMET_RUN_ID" "$COMET_STAGE" "$COMET_ATTEMPT" '
+    '"$1" "$EPOCHREALTIME" >> @MARKS@; }'
+)
+
+
+def _stage(name: str, script: str, extra: str = "") -> str:
+    lines = [_NOTE, "note start", "trap 'note end' EXIT", script]
+    body = "".join(f"      {line}\n" for line in lines)
+    return f"  {name}:\n    checkout: false\n{extra}    run: |\n{body}"
+
+
+# The flaky stage fails its first attempt of each run, then succeeds: a retry under faults.
+_FLAKY = 'f="@MARKS@-flaky-$COMET_RUN_ID"; if [ -e "$f" ]; then exit 0; fi; touch "$f"; exit 1'
 PIPELINES = {
-    "dag": "name: chaos-dag\n" + ON + "stages:\n"
-    "  a: {run: sleep 0.2, checkout: false}\n"
-    "  b: {run: sleep 0.3, checkout: false}\n"
-    "  c: {run: sleep 0.1, checkout: false}\n"
-    "  join: {needs: [a, b, c], run: 'true', checkout: false}\n",
-    "matrix": "name: chaos-matrix\n" + ON + "stages:\n"
-    "  unit:\n    matrix: {py: ['3.11', '3.12', '3.13']}\n    run: sleep 0.2\n    checkout: false\n"
-    "  report: {needs: [unit], run: 'true', checkout: false}\n",
-    # Fails its first attempt of each run, then succeeds: a retry under faults.
-    "retry": "name: chaos-retry\n" + ON + "stages:\n"
-    "  flaky:\n    retry: 2\n    checkout: false\n"
-    '    run: f="@MARKS@-flaky-$COMET_RUN_ID"; if [ -e "$f" ]; then exit 0; fi; touch "$f"; exit 1\n'
-    "  after: {needs: [flaky], run: 'true', checkout: false}\n",
+    "dag": "name: chaos-dag\n"
+    + ON
+    + "stages:\n"
+    + _stage("a", "sleep 0.2")
+    + _stage("b", "sleep 0.3")
+    + _stage("c", "sleep 0.1")
+    + _stage("join", "true", "    needs: [a, b, c]\n"),
+    "matrix": "name: chaos-matrix\n"
+    + ON
+    + "stages:\n"
+    + _stage("unit", "sleep 0.2", "    matrix: {py: ['3.11', '3.12', '3.13']}\n")
+    + _stage("report", "true", "    needs: [unit]\n"),
+    "retry": "name: chaos-retry\n"
+    + ON
+    + "stages:\n"
+    + _stage("flaky", _FLAKY, "    retry: 2\n")
+    + _stage("after", "true", "    needs: [flaky]\n"),
 }
 LEASE_S = 6.0
 HEARTBEAT_S = 1.0
@@ -391,6 +413,10 @@ async def _wait_terminal(
     progress("some runs did not finish in time; judging as they are")
 
 
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def _since(moment: float | None, origin: float | None) -> str:
     return "never" if moment is None or origin is None else f"{moment - origin:.1f} s"
 
@@ -449,6 +475,9 @@ async def judge(storm: Storm, database_url: str, began: float) -> Verdict:
             for r in await db.fetch(_ATTEMPTS)
         ]
         overlaps = lease_overlaps(spans)
+        marks = await asyncio.to_thread(_read, storm.p.marks)
+        scripts = executions(marks)
+        overlaps += script_overlaps(scripts)
     finally:
         await db.close()
     healed = [
@@ -487,6 +516,8 @@ async def judge(storm: Storm, database_url: str, began: float) -> Verdict:
     ):
         lines.extend(f"  {what}: {item}" for item in found[:5])
     server_errors = sum(v for k, v in storm.ledger.answers.items() if k >= 500 and k != 503)
+    unended = sum(1 for e in scripts if e.end is None)
+    lines.append(f"stage scripts: {len(scripts)} ran ({unended} never noted their end: killed)")
     lines.append(f"proxy: {storm.services.proxies.kind}; took {time.time() - began:.0f} s")
     ok = not result.lost and not result.duplicated and not duplicates_unattributed and not doubles
     ok = ok and not illegal and not overlaps and not result.not_terminal and not server_errors

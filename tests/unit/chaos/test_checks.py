@@ -9,10 +9,12 @@ from chaos.checks import (
     AttemptSpan,
     HistoryEvent,
     doubly_committed,
+    executions,
     heals,
     illegal_transitions,
     intake,
     lease_overlaps,
+    script_overlaps,
     table,
 )
 
@@ -89,3 +91,18 @@ def test_heal_times_are_summarised_per_kind_with_the_unhealed_counted() -> None:
     text = table(intake({"k": []}, {}), illegal=0, doubles=0, overlaps=0, healed=found)
     assert "lost                                 1" in text
     assert "kafka restart" in text
+
+
+def test_script_marks_pair_each_attempts_start_with_its_end() -> None:
+    text = "r1 a 1 start 10,5\nr1 a 1 end 11.0\nr1 b 1 start 12.0\nnot a mark\nr1 c 1 end x\n"
+    found = sorted(executions(text), key=lambda e: e.stage)
+    assert [(e.stage, e.start, e.end) for e in found] == [("a", 10.5, 11.0), ("b", 12.0, None)]
+
+
+def test_two_attempts_of_a_stage_whose_scripts_ran_together_overlap() -> None:
+    apart = executions("r a 1 start 1.0\nr a 1 end 2.0\nr a 2 start 2.5\nr a 2 end 3.0\n")
+    assert script_overlaps(apart) == []
+    together = executions("r a 1 start 1.0\nr a 1 end 5.0\nr a 2 start 2.5\nr a 2 end 3.0\n")
+    assert script_overlaps(together) == ["run r stage a: attempt 2's script started while 1's ran"]
+    other_stage = executions("r a 1 start 1.0\nr a 1 end 5.0\nr b 1 start 2.5\nr b 1 end 3.0\n")
+    assert script_overlaps(other_stage) == []
