@@ -18,7 +18,7 @@ def _progress(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
     parser.add_argument("--runs", type=int, default=300, help="runs to trigger (default 300)")
-    parser.add_argument("--rate", type=float, default=2.5, help="triggers per second (default 2.5)")
+    parser.add_argument("--rate", type=float, default=1.0, help="triggers per second (default 1)")
     parser.add_argument(
         "--faults", type=int, default=None, help="faults to inject (default: runs/30, at least 10)"
     )
@@ -34,9 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown fault kind(s): {', '.join(unknown)}")
     if args.runs < 1 or args.rate <= 0:
         parser.error("--runs must be at least 1 and --rate positive")
-    verdict = asyncio.run(
-        run(Options(args.runs, args.rate, args.faults, args.seed, kinds=kinds or FAULT_KINDS), _progress)
-    )
+    options = Options(args.runs, args.rate, args.faults, args.seed, kinds=kinds or FAULT_KINDS)
+    try:
+        verdict = asyncio.run(run(options, _progress))
+    except KeyboardInterrupt:
+        print("chaos: interrupted; everything it started was stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line, not a traceback (the services are stopped already)
+        print(f"chaos: could not run: {exc}", file=sys.stderr)
+        return 2
     print(verdict.text)
     return 0 if verdict.ok else 1
 
