@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -36,7 +38,17 @@ def serve(settings: ApiSettings) -> None:
         # Followed logs stream until their stage ends; do not let them hold a shutdown forever.
         "timeout_graceful_shutdown": 10,
     }
+    # uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found and raises the signal
+    # again "for the expected behaviour": with the default handlers the process would die of it
+    # (exit -15, a KeyboardInterrupt traceback) after a clean drain. The handlers it finds are
+    # these: the stop it already carried out ends the process with 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _drained)
     if settings.api_workers > 1:
         uvicorn.run("api.main:build_app", factory=True, workers=settings.api_workers, **options)
     else:
         uvicorn.run(create_app(settings), **options)
+
+
+def _drained(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

@@ -167,6 +167,9 @@ class Analytics:
         log.info(
             "analytics starting", group=self.topics.analytics_group, topics=self.topics.analytics_inputs()
         )
+        # faust creates only the last directory of its datadir: `.comet/analytics` (relative to the
+        # working directory) failed to start anywhere without a `.comet` directory.
+        self.settings.analytics_data_dir.mkdir(parents=True, exist_ok=True)
         await self.app.start()
         try:
             await stop.wait()
