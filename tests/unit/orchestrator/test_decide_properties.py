@@ -1,13 +1,14 @@
 """Properties of decide() under a hostile delivery: a simulated world of workers and users feeds it
 every event a run can see (starts and results, duplicated, reordered, stale attempts, cancels racing
-results, retries of finished runs, approvals and concurrency-group releases) and checks, after every
+results, retries of finished runs, approvals, deployments and concurrency-group releases) and checks, after every
 single decision, the guarantees of ARCHITECTURE.md § Guarantees that decide() owns:
 
 - every status change is a path of the transition table, and decide() never had to fall back on
   refusing an input it did not foresee;
 - a stage is never dispatched while an attempt of it is still live (two live attempts of one stage),
   and an attempt number is never dispatched twice;
-- the run ends once every attempt has ended and nothing waits for a person.
+- the run ends once every attempt has ended and nothing waits for a person (approvals, deployment
+  reviews, wait timers and the environment's turn come, in any order with the rest).
 
 test_decide_order.py holds the order-independence property (any causal order with duplicates ends
 in the state of the ordered sequence); this file does not repeat it.
@@ -31,7 +32,10 @@ from orchestrator.model import (
     CancelAttempts,
     CancelRequested,
     Decision,
+    DeploymentReviewedInput,
+    DeploymentTimerInput,
     DispatchAttempt,
+    EnvironmentGranted,
     GroupReleased,
     Input,
     Planned,
@@ -89,6 +93,13 @@ def pipelines(draw: st.DrawFn) -> tuple[StageState, ...]:
         }
         if not spec["script"]:
             spec["approval"] = True  # a stage without a script is a gate
+        if draw(st.integers(0, 3)) == 0:  # a deploying stage (decision 0027)
+            spec["environment"] = "production"
+            spec["deploy_rules"] = {
+                "required_approvals": draw(st.integers(0, 2)),
+                "wait_timer_s": draw(st.sampled_from([0.0, 60.0])),
+                "branches": draw(st.sampled_from([[], ["main"], ["release/*"]])),
+            }
         stages.append(StageState(f"s{i}", StageStatus.PENDING, needs, spec=spec, position=i))
     return tuple(stages)
 
@@ -138,6 +149,22 @@ class _World:
         for name, stage in after.stages.items():
             if stage.status is StageStatus.WAITING_APPROVAL and Approved(name) not in self.pending:
                 self.pending.append(Approved(name))  # someone approves it, sooner or later
+        for deployment in after.deployments.values():
+            if deployment.status != "waiting":
+                continue
+            follow: Input
+            if deployment.ready_at is None and deployment.wait_until is not None:
+                follow = DeploymentTimerInput(deployment.id, deployment.wait_until)  # its timer fires
+            elif (
+                len([r for r in deployment.approvals if r.decision == "approved"])
+                < deployment.required_approvals
+            ):
+                reviewer = f"user-{len(deployment.approvals)}"  # a new reviewer, sooner or later
+                follow = DeploymentReviewedInput(deployment.id, reviewer, "approved", "", NOW)
+            else:
+                follow = EnvironmentGranted(deployment.id)  # its environment becomes free
+            if follow not in self.pending:
+                self.pending.append(follow)
         if (
             after.waiting_for_group
             and after.status not in RUN_TERMINAL
@@ -154,7 +181,8 @@ class _World:
 
 def _check_step(before: RunState, event: Input, d: Decision) -> None:
     after = d.state
-    assert "refused" not in d.note, f"decide() refused {event}: {d.note}"
+    # decide() turns a transition its handlers did not foresee into this note instead of raising.
+    assert "refused: illegal" not in d.note, f"decide() fell back on refusing {event}: {d.note}"
     assert after.status in _RUN_PATHS[before.status], f"run {before.status} -> {after.status}"
     assert set(after.stages) == set(before.stages) or before.status is RunStatus.REQUESTED
     for name, stage in after.stages.items():
@@ -263,7 +291,13 @@ def test_a_cancel_racing_the_results_always_ends_the_run_and_stops_every_attempt
     _check_step(state, CancelRequested("raced"), d)
     world.cause(state, d)
     state = d.state
-    world.pending = [e for e in world.pending if not isinstance(e, Approved | GroupReleased)]
+    world.pending = [
+        e
+        for e in world.pending
+        if not isinstance(
+            e, Approved | GroupReleased | DeploymentReviewedInput | DeploymentTimerInput | EnvironmentGranted
+        )
+    ]
     while world.pending:
         event = world.pending.pop(seed % len(world.pending))
         d = decide(state, event, NOW)
