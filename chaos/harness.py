@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.platform import CometProcess, Platform, bench_platform, with_database
+from bench.platform import ADMIN_EMAIL, CometProcess, Platform, bench_platform, with_database
 from bench.scenarios.webhooks import FIXTURE, github_push, signed_delivery
 from chaos.checks import (
     AttemptSpan,
@@ -145,6 +145,7 @@ class Ledger:
     answers: dict[int, int] = field(default_factory=dict)  # status -> count (0: no answer)
     during_pg_outage: dict[int, int] = field(default_factory=dict)
     unavailable_without_retry_after: int = 0  # 503 answers without a Retry-After header
+    logins: int = 0  # logins again after the access token expired
 
     def count(self, status: int, pg_down: bool) -> None:
         self.answers[status] = self.answers.get(status, 0) + 1
@@ -167,6 +168,8 @@ class Storm:
     unplanned_exits: list[str] = field(default_factory=list)
     planned_kills: set[int] = field(default_factory=set)
     pg_down: bool = False
+    _login_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _logged_in: float = 0.0
 
     # -- the supervisor --------------------------------------------------------------------------
 
@@ -183,6 +186,23 @@ class Storm:
 
     # -- the workload ----------------------------------------------------------------------------
 
+    async def _login(self) -> None:
+        """A fresh access token on the client, once for all the requests that found theirs expired."""
+        assert self.p.client is not None
+        async with self._login_lock:
+            if time.monotonic() - self._logged_in < 5.0:
+                return  # another request just did
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                answer = await self.p.client.post(
+                    "/api/v1/auth/login",
+                    json={"email": ADMIN_EMAIL, "password": self.p.password},
+                    timeout=15.0,
+                )
+                if answer.status_code == 200:
+                    self.p.client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+                    self._logged_in = time.monotonic()
+                    self.ledger.logins += 1
+
     async def _send(
         self, make: Callable[[], Any], ok: Callable[[httpx.Response], bool]
     ) -> httpx.Response | None:
@@ -197,6 +217,10 @@ class Storm:
                 await asyncio.sleep(0.5)
                 continue
             self.ledger.count(response.status_code, pg_down)
+            if response.status_code == 401:  # the access token expired (a long storm): log in again
+                await self._login()
+                await asyncio.sleep(0.2)
+                continue
             if response.status_code == 503 and "Retry-After" not in response.headers:
                 self.ledger.unavailable_without_retry_after += 1
             if ok(response):
@@ -534,7 +558,8 @@ async def judge(storm: Storm, database_url: str, began: float) -> Verdict:
     lines.append("")
     lines.append(
         f"runs: {len(statuses)} in the database; {extra} not acknowledged to anyone "
-        f"({storm.ledger.given_up} requests given up after {GIVE_UP_S:.0f} s)"
+        f"({storm.ledger.given_up} requests given up after {GIVE_UP_S:.0f} s; "
+        f"{storm.ledger.logins} new access tokens after one expired)"
     )
     by_status: dict[str, int] = {}
     for status in statuses.values():
