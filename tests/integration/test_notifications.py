@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +21,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from config.settings import OrchestratorSettings
 from db.crypto import SecretBox
+from db.engine import make_engine, make_sessionmaker
 from db.models import NotificationAttempt, NotificationDelivery, Run, Stage, StageAttempt, TestCase
 from db.repositories import notifications
 from events.consumer import Received
@@ -102,6 +104,15 @@ async def _until(what: str, check: Any, timeout: float = 60) -> None:
                 await asyncio.sleep(0.1)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
+
+
+@pytest.fixture
+async def own_sessions(own_database: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a database of the test's own, for tests that drive a notifier by hand: a notifier
+    sends every due delivery of its database, other tests' included."""
+    engine = make_engine(OrchestratorSettings(database_url=own_database))
+    yield make_sessionmaker(engine)
+    await engine.dispose()
 
 
 @pytest.mark.timeout(120)
@@ -372,8 +383,9 @@ async def _deliveries(
 
 
 async def test_a_test_newly_found_flaky_is_announced_once_per_project(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    own_sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
+    sessions = own_sessions  # a database of its own: the notifier sends every due delivery in it
     project_id, run_id = await _project_and_run(sessions, tmp_path)
     async with sessions.begin() as session:
         hook = await notifications.create(
@@ -403,8 +415,9 @@ async def test_a_test_newly_found_flaky_is_announced_once_per_project(
 
 
 async def test_a_target_refused_at_send_time_is_not_called_and_the_refusal_is_recorded(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    own_sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
+    sessions = own_sessions  # a database of its own: the notifier sends every due delivery in it
     receiver = Receiver()
     receiver.thread.start()
     try:
@@ -446,8 +459,9 @@ async def test_a_target_refused_at_send_time_is_not_called_and_the_refusal_is_re
 
 
 async def test_deployment_events_reach_the_receiver_signed_with_the_deployment_fields(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, receiver: Receiver
+    own_sessions: async_sessionmaker[AsyncSession], tmp_path: Path, receiver: Receiver
 ) -> None:
+    sessions = own_sessions  # a database of its own: the notifier sends every due delivery in it
     receiver.failures = 0
     project_id, run_id = await _project_and_run(sessions, tmp_path)
     async with sessions.begin() as session:
@@ -507,8 +521,9 @@ async def test_deployment_events_reach_the_receiver_signed_with_the_deployment_f
 
 
 async def test_a_receiver_that_never_answers_costs_one_bounded_attempt(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    own_sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
+    sessions = own_sessions  # a database of its own: the notifier sends every due delivery in it
     held: list[asyncio.StreamWriter] = []
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
