@@ -161,7 +161,11 @@ async def test_replaying_the_whole_history_of_a_busy_system_to_every_topic_chang
         for n in range(24)
     ]
     for run_id in cancelled:
-        await until(functools.partial(_stage_running, sessions, run_id, "slow"), what="slow stage running")
+        await until(
+            functools.partial(_stage_running, sessions, run_id, "slow"),
+            timeout_s=180,
+            what="slow stage running",
+        )
         await request_cancel(sessions, topics, run_id)
     finished = [await wait_for_run(sessions, r, timeout_s=240) for r in [*runs, *cancelled]]
     statuses = [r.status for r in finished]
