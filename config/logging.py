@@ -22,6 +22,18 @@ def _drop_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]
     return event_dict
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is when a line is written, not when logging was configured:
+    a caller that swaps it for a while (a CLI run in-process, a test runner) and closes its stand-in
+    must not leave every later log line raising on a closed file."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(process: str, *, level: str = "info", fmt: str | None = None) -> None:
     """Set up structlog and the stdlib root logger for the process named `process`."""
     fmt = fmt or ("console" if sys.stderr.isatty() else "json")
@@ -40,12 +52,12 @@ def configure(process: str, *, level: str = "info", fmt: str | None = None) -> N
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(process=process)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer, foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name]
