@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.convertors import Convertor, register_url_convertor
 
 from api.access import Action, ProjectAccess, ProjectAccessDep, project_permit
 from api.deps import BackboneDep, CurrentPrincipal, CurrentUser, JsonBody, SessionDep
@@ -148,8 +149,25 @@ async def list_environments(access: ProjectAccessDep, session: SessionDep) -> En
     )
 
 
+class _EnvironmentNameConvertor(Convertor[str]):
+    """Like `path` — a name with a slash still reaches the route, to be refused as a name (422), not
+    a 404 — except a path ending in `/rollback`, which is the rollback route's (so a 405 there names
+    only POST in `Allow`)."""
+
+    regex = r".+(?<!/rollback)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("environment", _EnvironmentNameConvertor())
+
+
 @router.get(
-    "/projects/{project_id}/environments/{name:path}",
+    "/projects/{project_id}/environments/{name:environment}",
     summary="An environment",
     description="Its protection rules (the defaults when never configured), its current deployment "
     "and the deployments waiting for it. 404 when it was neither configured nor deployed to.",
@@ -167,7 +185,7 @@ async def get_environment(
 
 
 @router.put(
-    "/projects/{project_id}/environments/{name:path}",
+    "/projects/{project_id}/environments/{name:environment}",
     summary="Create or replace an environment's protection rules",
     description="`required_approvals` (0–5, distinct people, maintainer or above), "
     "`allow_self_approval` (may the person who triggered the run approve it), `branches` (globs of the "

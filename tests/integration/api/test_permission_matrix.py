@@ -409,10 +409,10 @@ ENDPOINTS = [
     Endpoint("DELETE", P + "/test-suites/{suite_id}", Action.CONFIGURE, frozenset({204}), _suite),
     Endpoint("POST", P + "/test-suites/{suite_id}/runs", Action.TRIGGER, frozenset({202}), _suite),
     Endpoint("GET", P + "/environments", Action.READ, frozenset({200})),
-    Endpoint("GET", P + "/environments/{name:path}", Action.READ, frozenset({200}), _environment),
+    Endpoint("GET", P + "/environments/{name:environment}", Action.READ, frozenset({200}), _environment),
     Endpoint(
         "PUT",
-        P + "/environments/{name:path}",
+        P + "/environments/{name:environment}",
         Action.CONFIGURE,
         frozenset({200}),
         _environment,
@@ -446,8 +446,8 @@ ENDPOINTS = [
 async def _call(world: World, endpoint: Endpoint, headers: dict[str, str]) -> httpx.Response:
     params = {"project_id": world.project_id, "run_id": world.run_id, "stage": "build"}
     params |= await endpoint.prepare(world)
-    # `{name:path}`: the route takes a name with a slash too (to refuse it as a name, 422).
-    url = endpoint.path.replace(":path}", "}").format(**params)
+    # `{name:environment}`: the route takes a name with a slash too (to refuse it as a name, 422).
+    url = endpoint.path.replace(":environment}", "}").format(**params)
     body = endpoint.body
     if body is not None and body.get("deployment_id") == "set by prepare":
         body = {**body, "deployment_id": params["deployment_id"]}
