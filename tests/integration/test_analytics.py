@@ -179,6 +179,7 @@ async def test_insights_equal_sql_over_the_rows_and_catch_up_after_analytics_was
             lambda: caught_up(cluster, project_id, 4), timeout_s=90, what="analytics caught up"
         )
     except (AssertionError, TimeoutError):
+        first.stop()  # not left running for the tests after this one
         raise AssertionError(f"{LAST}\n{first.output()[-3000:]}") from None
     assert (figures["deployments"], figures["failed_deployments"]) == (2, 2)
     assert (figures["succeeded_runs"], figures["failed_runs"]) == (2, 2)
@@ -195,6 +196,7 @@ async def test_insights_equal_sql_over_the_rows_and_catch_up_after_analytics_was
     try:
         figures = await until(lambda: caught_up(cluster, project_id, 6), timeout_s=90, what="caught up again")
     except (AssertionError, TimeoutError):
+        second.stop()
         raise AssertionError(f"{LAST}\n{second.output()[-3000:]}") from None
     assert figures["deployments"] == 4
     second.stop()
