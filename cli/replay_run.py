@@ -22,13 +22,12 @@ from config.settings import CommonSettings
 from db.engine import make_engine, make_sessionmaker
 from db.faults import database_unavailable
 from db.models import InboxEntry, Run, Stage
+from db.repositories.run_state import stage_state
 from events.envelope import UndecodableEventError, decode
 from events.history import run_history
 from events.topics import Topics
 from orchestrator.audit_trail import Audit, RecordedEvent, RunPlan, Step, audit
 from orchestrator.inputs import INPUT_TYPES
-from orchestrator.model import StageState
-from schemas.states import StageStatus
 
 
 class ReplayRunError(Exception):
@@ -70,19 +69,8 @@ async def _load(settings: CommonSettings, run_id: uuid.UUID) -> tuple[Audit, int
 async def _plan(session: AsyncSession, run: Run) -> RunPlan:
     """The plan as the rows keep it: the stages' static parts, the run's sha and group."""
     rows = (await session.scalars(select(Stage).where(Stage.run_id == run.id).order_by(Stage.position))).all()
-    stages = tuple(
-        StageState(
-            name=s.name,
-            status=StageStatus.PENDING,
-            needs=tuple(s.needs),
-            pool=s.pool,
-            spec=s.spec,
-            position=s.position,
-            base_name=s.base_name,
-            matrix=s.matrix,
-        )
-        for s in rows
-    )
+    # audit() keeps only the static parts (name, needs, pool, spec, position, matrix) of each.
+    stages = tuple(stage_state(s) for s in rows)
     return RunPlan(
         sha=run.sha,
         stages=stages,

@@ -53,7 +53,8 @@ class LoadedRun:
     stage_ids: dict[str, uuid.UUID]
 
 
-def _stage_state(row: Stage) -> StageState:
+def stage_state(row: Stage) -> StageState:
+    """A stage row as decide() sees it."""
     return StageState(
         name=row.name,
         status=StageStatus(row.status),
@@ -101,7 +102,7 @@ async def load_for_update(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -
             sha=run.sha,
             variables=run.variables,
             trigger=run.trigger,
-            stages={s.name: _stage_state(s) for s in rows},
+            stages={s.name: stage_state(s) for s in rows},
             failure_reason=run.failure_reason,
             pipeline_name=run.pipeline_name,
             concurrency_group=run.concurrency_group,
