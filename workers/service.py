@@ -291,6 +291,11 @@ class WorkerService:
         then stop them: their leases expire and the reaper hands them to other workers."""
         self.draining = True
         self.consumer.capacity_changed()
+        # A claim in flight commits attempts to this worker: wait for it, so that they are started
+        # and drained with the rest (left unstarted, their lease would expire and fail them as lost).
+        # Once it is released, every later claim sees no free slot.
+        async with self._claiming:
+            pass
         if self._tasks:
             log.info("draining", running=len(self._tasks), timeout_s=self.settings.drain_timeout_s)
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout_s)
