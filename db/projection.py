@@ -128,6 +128,7 @@ def run_row(payload: Mapping[str, Any], occurred_at: datetime | str) -> dict[str
             "waiting_for_group": False,
             "retry_of_status": None,
             "retries": 0,
+            "revision": 0,
             "queued_at": None,
             "started_at": None,
             "finished_at": None,
@@ -175,8 +176,11 @@ class RowChanges:
     def _run_changed(self, event: Event) -> None:
         p = event.payload
         run_id = str(p["run_id"])
-        if p.get("run"):
-            _merge(self.run_inserts, self.run_updates, run_id, _columns(RUNS, p["run"]))
+        run = p.get("run") or {}
+        if p.get("revision") is not None:
+            run = {**run, "revision": p["revision"]}
+        if run:
+            _merge(self.run_inserts, self.run_updates, run_id, _columns(RUNS, run))
         for stage in p.get("new_stages") or ():
             row = _columns(STAGES, stage)
             self.stage_inserts.setdefault(str(row["id"]), row)

@@ -85,8 +85,19 @@ class EventProducer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.client.close(), 2)
 
-    async def send_many(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Publish `messages` (in order per partition) and wait until all are acknowledged."""
+    async def send_many(
+        self, messages: Sequence[OutgoingMessage], *, enqueued: asyncio.Event | None = None
+    ) -> None:
+        """Publish `messages` (in order per partition) and wait until all are acknowledged.
+        `enqueued` is set once they are in the producer's queue (what a later send goes after),
+        or when this fails: a caller ordering sends by it is never left waiting."""
+        try:
+            await self._send_many(messages, enqueued)
+        finally:
+            if enqueued is not None:
+                enqueued.set()
+
+    async def _send_many(self, messages: Sequence[OutgoingMessage], enqueued: asyncio.Event | None) -> None:
         if not messages:
             return
         if self._producer is None:
@@ -95,6 +106,8 @@ class EventProducer:
         assert producer is not None
         try:
             futures = [await producer.send(m.topic, m.value, key=m.key) for m in messages]
+            if enqueued is not None:
+                enqueued.set()
             await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
         except Exception as exc:
             log.warning("publish failed; recreating the producer", error=repr(exc))

@@ -80,6 +80,7 @@ class OutboxRelay:
         self._holding = False
         self._running = False
         self._handoffs: set[asyncio.Task[None]] = set()
+        self._last_enqueued: asyncio.Event | None = None
 
     def wake(self) -> None:
         """This process committed outbox rows: publish them now."""
@@ -98,15 +99,26 @@ class OutboxRelay:
         if not self.hands_off:
             self._wake.set()
             return
-        task = asyncio.get_running_loop().create_task(self._hand_off(list(events)))
+        # Each hand-off queues its messages after the one before it did (not after its
+        # acknowledgement): one process's commits reach Kafka in their order. Concurrent hand-offs
+        # could overtake each other, e.g. while the first waits for its topic to be created.
+        previous, self._last_enqueued = self._last_enqueued, asyncio.Event()
+        task = asyncio.get_running_loop().create_task(
+            self._hand_off(list(events), previous, self._last_enqueued)
+        )
         self._handoffs.add(task)
         task.add_done_callback(self._handoffs.discard)
 
-    async def _hand_off(self, events: list[PendingEvent]) -> None:
+    async def _hand_off(
+        self, events: list[PendingEvent], previous: asyncio.Event | None, enqueued: asyncio.Event
+    ) -> None:
         try:
+            if previous is not None:
+                await previous.wait()
             await self._admin.ensure(sorted({e.topic for e in events}))
             await self._producer.send_many(
-                [OutgoingMessage(e.topic, e.envelope.key.encode(), e.envelope.encode()) for e in events]
+                [OutgoingMessage(e.topic, e.envelope.key.encode(), e.envelope.encode()) for e in events],
+                enqueued=enqueued,
             )
             async with self._sessions.begin() as session:
                 await session.execute(_MARK_EVENTS, {"ids": [e.envelope.event_id for e in events]})
@@ -114,6 +126,8 @@ class OutboxRelay:
             log.info("hand-off to Kafka failed; the relay publishes from the outbox", error=repr(exc))
             self._wake.set()
             return
+        finally:
+            enqueued.set()  # the next hand-off never waits on a failed one
         self.published += len(events)
 
     def _on_notify(self) -> None:

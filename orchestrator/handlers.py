@@ -350,6 +350,7 @@ class RunEngine:
                 cancel_reason=reasons.get(run_id),
                 new_deployments=delta.new_deployments,
                 deployments=delta.deployments,
+                revision=delta.revision,
             )
             last = work.causes.get(run_id)
             events.append(

@@ -283,6 +283,9 @@ class RunChanged(EventPayload):
     # Deployments (decision 0027): new rows (whole) and other deployments' changed columns (by id).
     new_deployments: list[dict[str, Any]] = []
     deployments: dict[str, dict[str, Any]] = {}
+    # The run's n-th `run.changed` (decision 0030): a reader of the topic, where a run's events can
+    # arrive out of order or twice, applies them in this order. None in events written before it.
+    revision: int | None = None
 
 
 class DeadLettered(EventPayload):

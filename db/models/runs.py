@@ -55,6 +55,8 @@ class Run(Base):
     waiting_for_group: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     retry_of_status: Mapped[str | None] = mapped_column(String(32))
     retries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # How many `run.changed` events the run has had: each carries the next number (decision 0030).
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = created_at_column()
     queued_at: Mapped[datetime | None]

@@ -51,6 +51,8 @@ _STAGE_FIELDS = (
 class LoadedRun:
     state: RunState
     stage_ids: dict[str, uuid.UUID]
+    # The run's last `run.changed` number: the next one this transaction emits is revision + 1.
+    revision: int = 0
 
 
 def stage_state(row: Stage) -> StageState:
@@ -114,7 +116,7 @@ async def load_for_update(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -
             finished_at=run.finished_at,
             created_by=run.created_by,
         )
-        loaded[run.id] = LoadedRun(state, {s.name: s.id for s in rows})
+        loaded[run.id] = LoadedRun(state, {s.name: s.id for s in rows}, run.revision)
     await _load_deployments(session, ids, loaded)
     return loaded
 
@@ -178,8 +180,8 @@ async def _load_deployments(
     for run_id, deployments in found.items():
         if run_id in loaded:
             before = loaded[run_id]
-            loaded[run_id] = LoadedRun(
-                dataclasses.replace(before.state, deployments=deployments), before.stage_ids
+            loaded[run_id] = dataclasses.replace(
+                before, state=dataclasses.replace(before.state, deployments=deployments)
             )
 
 
@@ -192,6 +194,8 @@ class RunDelta:
     new_stages: list[dict[str, Any]]
     stages: dict[str, dict[str, Any]]
     stage_ids: dict[str, uuid.UUID]
+    # The number of the `run.changed` carrying this delta (the run's revision before, plus one).
+    revision: int = 1
 
     new_deployments: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     deployments: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -205,7 +209,11 @@ def diff(before: LoadedRun, after: RunState, now: datetime) -> RunDelta:
     old = before.state
     run_delta = {f: getattr(after, f) for f in _RUN_FIELDS if getattr(after, f) != getattr(old, f)}
     delta = RunDelta(
-        {"updated_at": now, **_plain(run_delta)} if run_delta else {}, [], {}, dict(before.stage_ids)
+        {"updated_at": now, **_plain(run_delta)} if run_delta else {},
+        [],
+        {},
+        dict(before.stage_ids),
+        before.revision + 1,
     )
     for name, stage in after.stages.items():
         previous = old.stages.get(name)

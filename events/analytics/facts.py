@@ -95,8 +95,12 @@ class RunMirror:
 
     A run's events come from three topics (run-commands, run-status, stage-results) that faust
     reads in no particular order across topics, most visibly while catching up on a backlog: an
-    attempt's result can arrive before the `run.changed` that queued the attempt. An event whose
-    row is not there yet waits in `waiting` and is folded, in arrival order, once it is.
+    attempt's result can arrive before the `run.changed` that queued the attempt. Nor is one
+    topic's order the order the events were written: relays in several processes publish, and an
+    event can be published twice (decision 0012). An event whose row is not there yet waits in
+    `waiting` and is folded once it is; a run's `run.changed` events are folded in the order of
+    their `revision` (each waits for the one before it; one already folded is dropped), so the
+    rows end as the live projection wrote them whatever the order they came in (decision 0030).
     """
 
     __slots__ = ("_changes", "_waiting")
@@ -148,7 +152,7 @@ class RunMirror:
     # -- folding ---------------------------------------------------------------------------------
     def apply(self, event: Event) -> bool:
         """Fold one event (or keep it waiting for its row); False when it changes nothing."""
-        if event.type not in PROJECTED_TYPES:
+        if event.type not in PROJECTED_TYPES or self._folded_before(event):
             return False
         if not self._placeable(event):
             if len(self._waiting) < self.MAX_WAITING:
@@ -156,6 +160,7 @@ class RunMirror:
             return True
         self._fold(event)
         while self._waiting:
+            self._waiting = [w for w in self._waiting if not self._folded_before(w)]
             ready = [w for w in self._waiting if self._placeable(w)]
             if not ready:
                 break
@@ -164,12 +169,30 @@ class RunMirror:
                 self._fold(waited)
         return True
 
+    def _revision(self, event: Event) -> tuple[int, int] | None:
+        """A `run.changed`'s revision and the held run's, when both are known."""
+        revision = event.payload.get("revision")
+        run = self._changes.run_inserts.get(str(event.payload["run_id"]))
+        if revision is None or run is None:
+            return None
+        return int(revision), int(run.get("revision") or 0)
+
+    def _folded_before(self, event: Event) -> bool:
+        """A `run.changed` the run's rows already reflect (published twice, or came late)."""
+        if event.type != "run.changed":
+            return False
+        revisions = self._revision(event)
+        return revisions is not None and revisions[0] <= revisions[1]
+
     def _placeable(self, event: Event) -> bool:
         c = self._changes
         if event.type == "run.requested":
             return True
         if event.type == "run.changed":
-            return str(event.payload["run_id"]) in c.run_inserts
+            if str(event.payload["run_id"]) not in c.run_inserts:
+                return False
+            revisions = self._revision(event)
+            return revisions is None or revisions[0] == revisions[1] + 1
         return str(event.payload.get("attempt_id")) in c.attempt_inserts
 
     def _fold(self, event: Event) -> None:

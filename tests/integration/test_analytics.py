@@ -144,6 +144,28 @@ def rounded(value: Any) -> Any:
 LAST: dict[str, Any] = {}
 
 
+async def stage_differences(cluster: Cluster, project_id: uuid.UUID) -> list[Any]:
+    """Each timed stage whose row and fact disagree: (stage id, name, row's times, fact's)."""
+    async with cluster.sessions() as s:
+        return list(
+            (
+                await s.execute(
+                    text(
+                        "SELECT s.id, s.name, s.status, s.queued_at, s.started_at, s.finished_at, "
+                        "f.status, f.at, f.value_s, f.wait_s "
+                        "FROM stages s JOIN runs r ON r.id = s.run_id "
+                        "LEFT JOIN insight_facts f ON f.kind = 'stage' AND f.member_id = s.id "
+                        "WHERE r.project_id = :p AND s.status IN ('succeeded', 'failed') "
+                        "AND (f.member_id IS NULL OR f.at <> s.finished_at "
+                        "OR f.value_s <> extract(epoch FROM s.finished_at - s.started_at) "
+                        "OR f.wait_s <> extract(epoch FROM s.started_at - s.queued_at))"
+                    ),
+                    {"p": project_id},
+                )
+            ).all()
+        )
+
+
 async def caught_up(cluster: Cluster, project_id: uuid.UUID, runs: int) -> dict[str, Any] | None:
     async with cluster.sessions() as session:
         written = rounded(await insights.window(session, project_id, WINDOW_S))
@@ -180,7 +202,8 @@ async def test_insights_equal_sql_over_the_rows_and_catch_up_after_analytics_was
         )
     except (AssertionError, TimeoutError):
         first.stop()  # not left running for the tests after this one
-        raise AssertionError(f"{LAST}\n{first.output()[-3000:]}") from None
+        differing = await stage_differences(cluster, project_id)
+        raise AssertionError(f"{LAST}\n{differing}\n{first.output()[-3000:]}") from None
     assert (figures["deployments"], figures["failed_deployments"]) == (2, 2)
     assert (figures["succeeded_runs"], figures["failed_runs"]) == (2, 2)
     assert [s["stage"] for s in figures["stages"]] == ["deploy", "lint", "unit"]
@@ -197,6 +220,7 @@ async def test_insights_equal_sql_over_the_rows_and_catch_up_after_analytics_was
         figures = await until(lambda: caught_up(cluster, project_id, 6), timeout_s=90, what="caught up again")
     except (AssertionError, TimeoutError):
         second.stop()
-        raise AssertionError(f"{LAST}\n{second.output()[-3000:]}") from None
+        differing = await stage_differences(cluster, project_id)
+        raise AssertionError(f"{LAST}\n{differing}\n{second.output()[-3000:]}") from None
     assert figures["deployments"] == 4
     second.stop()

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from db.engine import asyncpg_dsn
 from db.models import Deployment, Environment, Membership, Run, StageAttempt, User
@@ -217,6 +217,19 @@ async def test_a_rebuild_from_the_event_history_alone_is_identical_and_a_second_
             await session.scalars(select(StageAttempt.labels).where(StageAttempt.pool == "default"))
         ).all()
     assert labelled.count({"arch": "amd64"}) == 200  # one `build` per mixed run, rebuilt below too
+    async with cluster.sessions() as session:
+        # Each run's `run.changed` events are numbered 1..n in the order written; the row keeps n.
+        numbered = (
+            await session.execute(
+                text(
+                    "SELECT r.revision, array_agg((o.envelope->'payload'->>'revision')::int ORDER BY o.id) "
+                    "FROM runs r JOIN outbox o ON o.run_id = r.id AND o.event_type = 'run.changed' "
+                    "GROUP BY r.id, r.revision"
+                )
+            )
+        ).all()
+    assert len(numbered) == 206
+    assert all(revisions == list(range(1, revision + 1)) for revision, revisions in numbered), numbered[:3]
     await asyncio.to_thread(cluster.stop_all)  # the history is complete and nothing writes any more
     # Retention moved the history of the runs that finished first to archive files: the rebuild
     # reads them too, merged with what is still in the outbox.

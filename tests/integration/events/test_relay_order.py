@@ -35,10 +35,61 @@ class GatedProducer(EventProducer):
         self.gate = asyncio.Event()
         self.waiting = asyncio.Event()
 
-    async def send_many(self, messages: Sequence[OutgoingMessage]) -> None:
+    async def send_many(
+        self, messages: Sequence[OutgoingMessage], *, enqueued: asyncio.Event | None = None
+    ) -> None:
         self.waiting.set()
         await self.gate.wait()
-        await super().send_many(messages)
+        await super().send_many(messages, enqueued=enqueued)
+
+
+class SlowFirstTopicAdmin(TopicAdmin):
+    """Topic creation that takes a moment the first time (a new topic), then none."""
+
+    def __init__(self) -> None:
+        super().__init__(KAFKA, partitions=1)
+        self.calls = 0
+
+    async def ensure(self, topics: list[str]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(0.5)
+        await super().ensure(topics)
+
+
+async def test_one_processs_committed_events_reach_kafka_in_commit_order_even_when_the_first_waits(
+    common_env: dict[str, Any], own_database: str
+) -> None:
+    """Handed straight to the producer after each commit, a later commit's events do not overtake
+    an earlier one's that waits for its topic (seen: a run's `run.changed` events out of order)."""
+    settings = OrchestratorSettings(**{**common_env, "database_url": own_database})
+    engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
+    topic = Topics(f"ro{secrets.token_hex(4)}").run_status
+    producer = EventProducer(KAFKA)
+    relay = OutboxRelay(sessions, producer, SlowFirstTopicAdmin(), listen_dsn=None, sweep_s=60.0)
+    run_id = uuid.uuid4()
+    written = [
+        new_envelope(RunCancelRequested(run_id=run_id, source="user", reason=f"r{i}"), key=str(run_id))
+        for i in range(5)
+    ]
+    running = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.1)
+        assert relay.hands_off
+        for envelope in written:  # five commits, each handed off on its own
+            events = [PendingEvent(topic, envelope)]
+            async with sessions.begin() as session:
+                await add_events(session, events)
+            relay.publish_committed(events)
+        order = await _read(topic, expected=5)
+    finally:
+        relay.stop()
+        await running
+        await producer.stop()
+        await engine.dispose()
+
+    assert [e.event_id for e in order] == [e.event_id for e in written]
 
 
 async def test_a_relay_holds_back_a_keys_later_rows_while_another_relay_publishes_an_earlier_one(

@@ -29,10 +29,11 @@ def requested() -> Event:
     return _event(RunRequested(run_id=RUN, project_id=PROJECT, number=1, ref="refs/heads/main"))
 
 
-def planned() -> Event:
+def planned(revision: int | None = None) -> Event:
     return _event(
         RunChanged(
             run_id=RUN,
+            revision=revision,
             at=at(1),
             run={"status": "queued", "queued_at": at(1)},
             new_stages=[
@@ -94,10 +95,11 @@ def attempt_finished() -> Event:
     )
 
 
-def stage_ran(*, deployment: str = "succeeded") -> Event:
+def stage_ran(*, deployment: str = "succeeded", revision: int | None = None) -> Event:
     return _event(
         RunChanged(
             run_id=RUN,
+            revision=revision,
             at=at(9),
             run={"status": "succeeded" if deployment == "succeeded" else "failed", "finished_at": at(9)},
             stages={str(STAGE): {"status": "succeeded", "started_at": at(3), "finished_at": at(8)}},
@@ -190,3 +192,77 @@ def test_a_redelivered_event_changes_no_fact() -> None:
 def test_events_that_change_no_row_are_ignored() -> None:
     assert RunMirror().apply(Event("run.note", {"run_id": str(RUN)}, T0)) is False
     assert RunMirror.load(None).facts() == []
+
+
+def stage_started(revision: int) -> Event:
+    """The orchestrator's change after the attempt's start: the stage runs (set apart here)."""
+    return _event(
+        RunChanged(
+            run_id=RUN,
+            revision=revision,
+            at=at(4),
+            run={"status": "running", "started_at": at(3)},
+            stages={str(STAGE): {"status": "running", "started_at": at(3)}},
+        )
+    )
+
+
+def stage_finished(revision: int) -> Event:
+    return _event(
+        RunChanged(
+            run_id=RUN,
+            revision=revision,
+            at=at(9),
+            run={"status": "succeeded", "finished_at": at(9)},
+            stages={str(STAGE): {"status": "succeeded", "finished_at": at(8)}},
+        )
+    )
+
+
+def in_order() -> list[Event]:
+    return [requested(), planned(1), stage_started(2), attempt_started(), attempt_finished(), stage_finished(3)]
+
+
+def test_a_runs_changes_are_folded_in_revision_order_whatever_order_its_topic_delivered_them() -> None:
+    expected = facts_of(in_order())
+    # Seen live: the stage's start overtook the plan that created the stage, and the plan was
+    # published a second time after the stage had finished.
+    delivered = [
+        requested(),
+        stage_started(2),
+        planned(1),
+        attempt_started(),
+        attempt_finished(),
+        stage_finished(3),
+        planned(1),
+    ]
+
+    assert facts_of(delivered) == expected
+    stage = expected[("stage", str(STAGE))]
+    assert (stage.status, stage.value_s, stage.wait_s) == ("succeeded", 5.0, 2.0)
+    assert expected[("run", str(RUN))].status == "succeeded"
+
+
+def test_a_change_waits_for_the_one_before_it_and_a_repeated_one_changes_nothing() -> None:
+    mirror = RunMirror()
+    for event in [requested(), stage_finished(3), stage_started(2)]:
+        mirror.apply(event)
+    assert (mirror.waiting, mirror.facts()) == (2, [])
+
+    assert mirror.apply(planned(1)) is True
+    assert mirror.waiting == 0
+    assert mirror.apply(stage_started(2)) is False
+    assert [f.kind for f in mirror.facts()] == ["run", "stage"]
+
+
+def test_revisions_survive_the_faust_table_round_trip() -> None:
+    mirror = RunMirror()
+    for event in [requested(), planned(1), stage_finished(3)]:
+        mirror.apply(event)
+    restored = RunMirror.load(mirror.dump())
+    for event in [stage_started(2), attempt_started(), attempt_finished()]:
+        restored.apply(event)
+
+    assert restored.waiting == 0
+    assert restored.apply(planned(1)) is False
+    assert {f.key: f for f in restored.facts()} == facts_of(in_order())
