@@ -14,6 +14,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2 \
     || die "apt-get install redis-server failed"
 fi
+# The dashboard's browser tests drive Debian's headless Chromium through its chromedriver (selenium).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] || die "chromium or chromedriver is missing; install Debian's chromium and chromium-driver packages"
+  say "installing Debian's chromium and chromium-driver (for the dashboard's browser tests)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >&2 \
+    || die "apt-get install chromium chromium-driver failed"
+fi
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 say "ruff"
