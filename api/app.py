@@ -20,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from api import documented, errors, idempotency, metrics
 from api.auth import passwords
 from api.auth.throttle import LoginThrottle
+from api.dashboard import mount_dashboard
 from api.middleware import BodySizeLimit, ErrorGuard, RequestContext, SecurityHeaders, cors_options
 from api.ratelimit import RateLimiter
 from api.readiness import Readiness
@@ -219,6 +220,7 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
     )
     for module in routers:
         app.include_router(module.router)
+    mount_dashboard(app)
 
     # Added innermost first: the last one added wraps all the others.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

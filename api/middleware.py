@@ -38,6 +38,22 @@ DOCS_CSP = (
     "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# The dashboard (api/dashboard.py): its own scripts and styles only, no inline code, and calls to
+# the API on the same origin; style attributes stay forbidden (colours are classes or CSSOM).
+UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+def csp_for(path: str) -> str:
+    """The Content-Security-Policy of an answer on `path`."""
+    if path in DOCS_PATHS:
+        return DOCS_CSP
+    if path == "/ui" or path.startswith("/ui/"):
+        return UI_CSP
+    return API_CSP
+
 
 RouteObserver = Callable[[str, str, int, float], None]
 
@@ -126,7 +142,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
+        csp = csp_for(scope["path"])
         api = scope["path"].startswith("/api/")
 
         async def send_wrapper(message: Message) -> None:

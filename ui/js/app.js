@@ -1,0 +1,81 @@
+// The dashboard's shell: a hash router (#/projects, #/projects/ID, #/runs/ID,
+// #/runs/ID/stages/NAME) so every page is one static index.html, the header, and sign-out.
+import { forget, signOut, signedIn, request } from "./api.js";
+import { h } from "./dom.js";
+import { logPage } from "./pages/log.js";
+import { projectPage } from "./pages/project.js";
+import { projectsPage } from "./pages/projects.js";
+import { runPage } from "./pages/run.js";
+import { signInPage } from "./pages/signin.js";
+
+const ROUTES = [
+  [/^#\/signin$/, () => signInPage()],
+  [/^#\/projects$/, () => projectsPage()],
+  [/^#\/projects\/([^/]+)$/, (m) => projectPage(m[1])],
+  [/^#\/runs\/([^/]+)$/, (m) => runPage(m[1])],
+  [/^#\/runs\/([^/]+)\/stages\/(.+)$/, (m) => logPage(m[1], decodeURIComponent(m[2]))],
+];
+
+let leave = null;
+let me = null;
+
+async function showWho() {
+  const who = document.getElementById("who");
+  if (!signedIn()) {
+    who.hidden = true;
+    me = null;
+    return;
+  }
+  if (!me) {
+    try {
+      me = await request("/users/me");
+    } catch {
+      return;
+    }
+  }
+  document.getElementById("who-email").textContent = me.email;
+  who.hidden = false;
+}
+
+async function route() {
+  if (leave) {
+    leave();
+    leave = null;
+  }
+  const main = document.getElementById("main");
+  let hash = location.hash || "#/projects";
+  if (!signedIn() && hash !== "#/signin") {
+    sessionStorage.setItem("comet.after_sign_in", hash);
+    hash = "#/signin";
+    history.replaceState(null, "", hash);
+  }
+  showWho();
+  for (const [pattern, page] of ROUTES) {
+    const m = hash.match(pattern);
+    if (!m) continue;
+    const view = page(m);
+    main.replaceChildren(view.node);
+    leave = view.leave ?? null;
+    const heading = main.querySelector("h1");
+    document.title = heading ? `${heading.textContent} · Comet` : "Comet";
+    main.focus({ preventScroll: true });
+    return;
+  }
+  main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/projects" }, "Back to projects")));
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("comet:signed-out", () => {
+  me = null;
+  if (location.hash !== "#/signin") location.hash = "#/signin";
+});
+document.getElementById("sign-out").addEventListener("click", async () => {
+  try {
+    await signOut();
+  } catch {
+    forget();
+  }
+  me = null;
+  location.hash = "#/signin";
+});
+route();
