@@ -43,6 +43,11 @@ FAVICON = "favicon.png"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 _PACKAGE_ASSETS = ("fastapi_offline", "static")
+# ReDoc's bundle inserts perfect-scrollbar's stylesheet as a <style> element while it loads, before
+# redoc-init.js can hand ReDoc the nonce: it is allowed by its hash (and by the empty element's, as
+# first inserted). The hash belongs to the ReDoc bundle of fastapi-offline 1.7.7; a test pins that
+# bundle, and a browser names the new hash in its console if an upgrade changes the stylesheet.
+REDOC_LOAD_STYLES = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=' 'sha256-QMIg+bpjm3JdElJ388KYke01izlUW0UoNOeKjpMxdgc='"
 _OWN_ASSETS = Path(__file__).parent / "docs_assets"
 _INLINE_SCRIPT = re.compile(r"<script(?![^>]*\ssrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 
@@ -50,6 +55,14 @@ _INLINE_SCRIPT = re.compile(r"<script(?![^>]*\ssrc=)[^>]*>(.*?)</script>", re.DO
 def _package_assets() -> Path:
     package, folder = _PACKAGE_ASSETS
     return Path(str(importlib.resources.files(package) / folder))
+
+
+def asset_path(name: str) -> Path:
+    """The file served as the asset `name` (ours first, as StaticFiles looks them up)."""
+    for folder in (_OWN_ASSETS, _package_assets()):
+        if (folder / name).is_file():
+            return folder / name
+    raise KeyError(name)
 
 
 @functools.cache
@@ -161,7 +174,7 @@ def install(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc")
         page = redoc_page(
             title=f"{app.title} - ReDoc", openapi_url=root + openapi_path, asset=asset, nonce=nonce
         )
-        return _page(page, docs_csp(style_sources=f"'nonce-{nonce}'"))
+        return _page(page, docs_csp(style_sources=f"'nonce-{nonce}' {REDOC_LOAD_STYLES}"))
 
     app.add_route(docs_url, swagger_ui, include_in_schema=False)
     if oauth2_redirect:
