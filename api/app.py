@@ -17,7 +17,7 @@ import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from api import documented, errors, idempotency, metrics
+from api import docs_pages, documented, errors, idempotency, metrics
 from api.auth import passwords
 from api.auth.throttle import LoginThrottle
 from api.dashboard import mount_dashboard
@@ -180,8 +180,9 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
         description="Errors are `application/problem+json` (RFC 9457). Authenticate with "
         "`POST /api/v1/auth/login` and send `Authorization: Bearer <access_token>`.",
         openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        # FastAPI's own docs pages load their assets from a CDN; docs_pages serves them itself.
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=_TAGS,
         lifespan=lifespan,
     )
@@ -194,6 +195,7 @@ def create_app(settings: ApiSettings, backbone: Backbone | None = None) -> FastA
     errors.install(app)
     idempotency.install(app)
     documented.install(app)
+    docs_pages.install(app)
     _problems_only_as_problem_json(app)
     routers = (
         auth,

@@ -27,16 +27,26 @@ log = structlog.get_logger("comet.api.access")
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# Swagger UI and ReDoc load their scripts and styles from the CDN FastAPI points them at and run an
-# inline bootstrap script; only their pages get this looser policy.
-DOCS_CSP = (
-    "default-src 'self'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
+
+
+def docs_csp(script_sources: str = "", style_sources: str = "") -> str:
+    """The policy of the API docs pages (/docs, /redoc): everything from Comet itself, nothing from
+    another host (decision 0031). A page that runs an inline script or lets its library inject
+    styles names them with a hash or nonce in `script_sources` / `style_sources`; `data:` images
+    are Swagger UI's icons, embedded in its stylesheet, and ReDoc's search runs in a `blob:`
+    worker."""
+    return (
+        "default-src 'self'; "
+        f"script-src 'self'{' ' + script_sources if script_sources else ''}; "
+        f"style-src 'self'{' ' + style_sources if style_sources else ''}; "
+        "img-src 'self' data:; font-src 'self'; connect-src 'self'; worker-src 'self' blob:; "
+        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+
+
+# The docs pages set their own policy (with their script hash or style nonce); this is the fallback
+# for any other answer on their paths.
+DOCS_CSP = docs_csp()
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 # The dashboard (api/dashboard.py): its own scripts and styles only, no inline code, and calls to
 # the API on the same origin; style attributes stay forbidden (colours are classes or CSSOM).
