@@ -220,7 +220,14 @@ def stage_finished(revision: int) -> Event:
 
 
 def in_order() -> list[Event]:
-    return [requested(), planned(1), stage_started(2), attempt_started(), attempt_finished(), stage_finished(3)]
+    return [
+        requested(),
+        planned(1),
+        stage_started(2),
+        attempt_started(),
+        attempt_finished(),
+        stage_finished(3),
+    ]
 
 
 def test_a_runs_changes_are_folded_in_revision_order_whatever_order_its_topic_delivered_them() -> None:
