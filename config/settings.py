@@ -391,8 +391,11 @@ class AnalyticsSettings(CommonSettings):
     analytics_flush_interval: float = Field(default=1.0, gt=0, le=60)
     # faust's own data directory (its table state is in memory and in its Kafka changelog).
     analytics_data_dir: Path = Path(".comet/analytics")
+    # A run whose events have waited this long for an earlier one, or that finished this long ago
+    # with no fact, is folded again from its history in Postgres (decision 0030).
+    analytics_repair_after: float = Field(default=10.0, gt=0, le=3600)
 
-    @field_validator("analytics_flush_interval", mode="before")
+    @field_validator("analytics_flush_interval", "analytics_repair_after", mode="before")
     @classmethod
     def _flush_interval(cls, value: object) -> float:
         return _seconds(value)

@@ -35,6 +35,7 @@ class Run(Base):
         UniqueConstraint("project_id", "number"),
         Index("ix_runs_project_created", "project_id", text("id DESC")),
         Index("ix_runs_concurrency_group", "concurrency_group", "status"),
+        Index("ix_runs_finished_at", "finished_at", postgresql_where=text("finished_at IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = id_column()

@@ -56,6 +56,24 @@ async def delete(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> None
         )
 
 
+async def finished_without_fact(
+    conn: AsyncConnection, *, settled_s: float, within_s: float, limit: int = 500
+) -> list[uuid.UUID]:
+    """Runs that finished between `within_s` and `settled_s` ago and have no run fact: analytics
+    missed an event of theirs (docs/decisions/0030)."""
+    rows = await conn.execute(
+        text(
+            "SELECT r.id FROM runs r WHERE r.finished_at >= now() - make_interval(secs => :within) "
+            "AND r.finished_at < now() - make_interval(secs => :settled) "
+            "AND r.status IN ('succeeded', 'failed', 'cancelled') "
+            "AND NOT EXISTS (SELECT 1 FROM insight_facts f WHERE f.kind = 'run' AND f.member_id = r.id) "
+            "ORDER BY r.finished_at LIMIT :limit"
+        ),
+        {"within": within_s, "settled": settled_s, "limit": limit},
+    )
+    return [row[0] for row in rows]
+
+
 # -- reading -------------------------------------------------------------------------------------
 def percentile(values: Sequence[float], q: float) -> float | None:
     """`percentile_cont(q)`: linear interpolation between the closest ranks; None when empty."""

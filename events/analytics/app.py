@@ -6,6 +6,12 @@ Off the critical path: nothing waits for it. Its consumer group and changelog to
 (events/topics.py); stopped, it loses nothing — restarted, faust restores the table from the
 changelog and resumes from the committed offsets, and every fact in the table is written once more
 (idempotent upserts), so what was folded but not yet flushed before a stop reaches Postgres too.
+
+Repair (decision 0030): faust can drop a message around a rebalance (its consumer skips offsets
+below the position it read ahead to; faust-streaming issues #216, #221). A run that lost one waits
+for it, or never finishes in the table. So a run whose events have waited `analytics_repair_after`
+for an earlier one, and a run Postgres says finished that long ago with no fact, is folded again
+from its history in the outbox — the record the topics are published from.
 """
 
 from __future__ import annotations
@@ -13,21 +19,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from typing import Any, cast
 
 import faust
+import orjson
 import structlog
 from aiokafka.errors import KafkaError
 from faust.tables.manager import TableManager
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from config.settings import AnalyticsSettings
-from db.engine import make_engine
+from db.engine import make_engine, make_sessionmaker
 from db.projection import PROJECTED_TYPES, from_envelope
 from db.repositories import insights
 from events.admin import TopicAdmin
 from events.analytics.facts import Fact, RunMirror
 from events.envelope import UndecodableEventError, decode
+from events.history import run_history
 from events.partitions import partitions_of
 from events.topics import Topics
 
@@ -67,8 +76,15 @@ class Analytics:
             partitions=joined,
             key_type=bytes,  # raw bytes both ways: the run id, the mirror's JSON
             value_type=bytes,
+            # A repaired run is written from the timer, outside any event: its changelog partition
+            # is the key's, as the producers' partitioner puts the run's events (co-partitioned).
+            use_partitioner=True,
         )
         self.pending: Pending = {}
+        # Runs whose mirror has events waiting for an earlier one: since when (monotonic).
+        self.stalled: dict[bytes, float] = {}
+        self.repaired = 0
+        self._swept = 0.0
         self.consumed = 0
         self.flushed = 0
         self.last_flush = 0.0
@@ -95,16 +111,67 @@ class Analytics:
         if envelope.type not in PROJECTED_TYPES or not key:
             return
         mirror = RunMirror.load(self.runs.get(key))
-        before = {f.key: f for f in mirror.facts()}
+        before = mirror.facts()
         if not mirror.apply(from_envelope(envelope)):
             return
+        self._store(key, before, mirror)
+
+    def _store(self, key: bytes, before: list[Fact], mirror: RunMirror) -> None:
+        """Keep the run's mirror and note which of its facts changed (or no longer hold)."""
         self.runs[key] = mirror.dump()
+        if mirror.waiting:
+            self.stalled.setdefault(key, time.monotonic())
+        else:
+            self.stalled.pop(key, None)
+        old = {f.key: f for f in before}
         after = {f.key: f for f in mirror.facts()}
-        for fact_key in before.keys() - after.keys():
+        for fact_key in old.keys() - after.keys():
             self.pending[fact_key] = None
         for fact_key, fact in after.items():
-            if before.get(fact_key) != fact:
+            if old.get(fact_key) != fact:
                 self.pending[fact_key] = fact
+
+    # -- repair (the timer) ------------------------------------------------------------------------
+    async def repair(self) -> int:
+        """Fold again, from the outbox, the runs stalled for `analytics_repair_after` and those that
+        finished that long ago with no fact; returns how many runs were repaired."""
+        after_s = self.settings.analytics_repair_after
+        now = time.monotonic()
+        keys = {key for key, since in self.stalled.items() if now - since >= after_s}
+        try:
+            if now - self._swept >= after_s:
+                self._swept = now
+                async with self.engine.connect() as conn:
+                    missing = await insights.finished_without_fact(
+                        conn, settled_s=after_s, within_s=max(3600.0, 10 * after_s)
+                    )
+                keys |= {str(run_id).encode() for run_id in missing}
+            if not keys:
+                return 0
+            async with self.sessions() as session:
+                histories = {key: await run_history(session, uuid.UUID(key.decode())) for key in keys}
+        except Exception as exc:  # noqa: BLE001  (a database outage: try again on a later tick)
+            log.warning("analytics could not read run histories to repair", error=str(exc), runs=len(keys))
+            return 0
+        for key, history in histories.items():
+            before = RunMirror.load(self.runs.get(key)).facts()
+            mirror = RunMirror()
+            for event in history:
+                with contextlib.suppress(UndecodableEventError):
+                    mirror.apply(from_envelope(decode(orjson.dumps(event.envelope))))
+            self._store(key, before, mirror)
+            if mirror.waiting:
+                # Its history is not whole (past retention): tried again when one of its events
+                # comes, not on every tick.
+                self.stalled.pop(key, None)
+            log.info(
+                "analytics folded a run again from its history",
+                run_id=key.decode(),
+                events=len(history),
+                still_waiting=mirror.waiting,
+            )
+        self.repaired += len(histories)
+        return len(histories)
 
     # -- writing (the timer) -----------------------------------------------------------------------
     async def _flush_timer(self) -> None:
@@ -118,6 +185,7 @@ class Analytics:
                 for fact in RunMirror.load(value).facts():
                     self.pending.setdefault(fact.key, fact)
             self._replayed = True
+        await self.repair()
         await self.flush()
 
     async def flush(self) -> int:
@@ -144,6 +212,10 @@ class Analytics:
         if self._engine is None:
             self._engine = make_engine(self.settings, application_name="comet-analytics")
         return self._engine
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return make_sessionmaker(self.engine)
 
     # -- life cycle --------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from db.repositories import insights
 from db.repositories.insights import Insights, StageFigures, percentile, restore_times
+from events.envelope import decode
 from tests.integration.cluster import Cluster, until
-from tests.integration.conftest import make_repo
+from tests.integration.conftest import KAFKA, make_repo
 from tests.integration.helpers import add_project, start_run, wait_for_run
 from tests.integration.processes import CometProcess, process_env
 
@@ -224,3 +226,70 @@ async def test_insights_equal_sql_over_the_rows_and_catch_up_after_analytics_was
         raise AssertionError(f"{LAST}\n{differing}\n{second.output()[-3000:]}") from None
     assert figures["deployments"] == 4
     second.stop()
+
+
+async def _skip_past_first_change(cluster: Cluster, run_id: uuid.UUID) -> None:
+    """Commit analytics' offsets so that it starts after the run's first `run.changed` on
+    `run-status` (every copy of it), as if faust had dropped it, and at the start elsewhere."""
+    topics = cluster.topics
+    partitions = [TopicPartition(t, p) for t in topics.analytics_inputs() for p in range(3)]
+    reader = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await reader.start()
+    try:
+        reader.assign(partitions)
+        await reader.seek_to_beginning(*partitions)
+        ends = await reader.end_offsets(partitions)
+        skip: dict[TopicPartition, int] = {}
+        async with asyncio.timeout(30):
+            while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
+                for tp, records in (await reader.getmany(timeout_ms=500)).items():
+                    for record in records:
+                        p = decode(record.value).payload
+                        if p.get("revision") == 1 and p.get("run_id") == str(run_id):
+                            skip[tp] = record.offset + 1
+    finally:
+        await reader.stop()
+    assert len(skip) == 1, skip
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=KAFKA, group_id=topics.analytics_group, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign(partitions)
+        await committer.commit({tp: skip.get(tp, 0) for tp in partitions})
+    finally:
+        await committer.stop()
+
+
+@pytest.mark.timeout(240)
+async def test_a_run_whose_event_analytics_missed_is_folded_again_from_its_history(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """faust can drop a message around a rebalance (decision 0030): the run's later events wait for
+    it, and analytics folds the run again from the outbox, so its facts still equal the rows."""
+    marker = tmp_path / "deployable"
+    marker.write_text("ok")
+    repo, _ = make_repo(tmp_path / "repo", {".comet.yml": pipeline(marker)})
+    project_id = await add_project(cluster.sessions, str(repo))
+    cluster.orchestrator()
+    cluster.worker(concurrency=4)
+    run_id = await start_run(cluster.sessions, cluster.topics, project_id)
+    assert (await wait_for_run(cluster.sessions, run_id, timeout_s=120)).status == "succeeded"
+    await _skip_past_first_change(cluster, run_id)
+
+    env = process_env(
+        cluster.common,
+        analytics_flush_interval="0.2",
+        analytics_repair_after="1",
+        analytics_data_dir=str(cluster.root / "analytics"),
+    )
+    process = CometProcess(["analytics"], env, cluster.root / "analytics-repair.log").start()
+    try:
+        figures = await until(lambda: caught_up(cluster, project_id, 1), timeout_s=90, what="repaired")
+    except (AssertionError, TimeoutError):
+        process.stop()
+        raise AssertionError(f"{LAST}\n{process.output()[-3000:]}") from None
+    process.stop()
+    assert [s["stage"] for s in figures["stages"]] == ["deploy", "lint", "unit"]
+    assert figures["deployments"] == 1
+    assert "folded a run again from its history" in process.output()
