@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from config.settings import OrchestratorSettings
@@ -87,6 +91,46 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log.name}\n{p.output()[-4000:]}" for p in self.procs)
+
+    async def diagnose(self, run_id: uuid.UUID) -> str:
+        """What a stuck run's rows, its unpublished events and the orchestrators' consumer group
+        say: for a failure message, so a CI failure shows where the run stopped."""
+        lines = [f"--- diagnosis of run {run_id}"]
+        async with self.sessions() as session:
+            attempts = await session.execute(
+                text(
+                    "SELECT s.name, s.status, a.number, a.status, a.worker_id, a.queued_at, a.started_at, "
+                    "a.finished_at FROM stages s LEFT JOIN stage_attempts a ON a.stage_id = s.id "
+                    "WHERE s.run_id = :r ORDER BY s.position, a.number"
+                ),
+                {"r": run_id},
+            )
+            lines.extend(f"stage/attempt {tuple(row)}" for row in attempts)
+            events = await session.execute(
+                text(
+                    "SELECT id, topic, event_type, created_at, published_at FROM outbox "
+                    "WHERE run_id = :r ORDER BY id"
+                ),
+                {"r": run_id},
+            )
+            lines.extend(f"outbox {tuple(row)}" for row in events)
+            unpublished = await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+            lines.append(f"unpublished outbox rows: {unpublished}")
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.common["kafka_bootstrap_servers"])
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.common["kafka_bootstrap_servers"])
+        try:
+            await admin.start()
+            await consumer.start()
+            committed = await admin.list_consumer_group_offsets(self.topics.orchestrator_group)
+            ends = await consumer.end_offsets(list(committed))
+            for tp, meta in sorted(committed.items()):
+                lines.append(f"orchestrator group {tp.topic}[{tp.partition}] at {meta.offset} of {ends[tp]}")
+        except Exception as exc:  # noqa: BLE001  (a diagnosis never hides the failure it explains)
+            lines.append(f"consumer group not read: {exc!r}")
+        finally:
+            await consumer.stop()
+            await admin.close()
+        return "\n".join(lines)
 
 
 @pytest.fixture(scope="session")

@@ -131,7 +131,12 @@ async def test_every_run_finishes_through_five_broker_restarts_under_load(
     finally:
         restarts_done.set()
         await triggering
-    runs = [await wait_for_run(cluster.sessions, run_id, timeout_s=240) for run_id in run_ids]
+    runs = []
+    for run_id in run_ids:
+        try:
+            runs.append(await wait_for_run(cluster.sessions, run_id, timeout_s=240))
+        except AssertionError as stuck:
+            raise AssertionError(f"{stuck}\n{await cluster.diagnose(run_id)}\n{cluster.logs()}") from None
 
     assert {r.status for r in runs} == {"succeeded"}, cluster.logs()
     async with cluster.sessions() as session:
