@@ -69,18 +69,20 @@ def make_sessionmaker(
     *,
     after_commit: Callable[[Session], None] | None = None,
     after_rollback: Callable[[Session], None] | None = None,
+    info: dict[str, Any] | None = None,
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions of `engine`; with hooks, called after each commit / rollback of one of them (on a
-    session class of their own, so other sessionmakers in the process are not affected)."""
+    session class of their own, so other sessionmakers in the process are not affected); `info`
+    starts each session's `info`."""
     if after_commit is None and after_rollback is None:
-        return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
     session_class = type("HookedSession", (Session,), {})
     if after_commit is not None:
         event.listen(session_class, "after_commit", after_commit)
     if after_rollback is not None:
         event.listen(session_class, "after_rollback", after_rollback)
     return async_sessionmaker(
-        engine, expire_on_commit=False, autoflush=False, sync_session_class=session_class
+        engine, expire_on_commit=False, autoflush=False, sync_session_class=session_class, info=info
     )
 
 

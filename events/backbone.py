@@ -21,7 +21,7 @@ from db.schema_version import REQUIRED, database_revision, too_old
 from events.admin import TopicAdmin
 from events.faults import is_transient
 from events.health import HealthServer
-from events.outbox import COMMITTED
+from events.outbox import COMMITTED, HANDS_OFF
 from events.partitions import partitions_of
 from events.probe import kafka_answers
 from events.producer import EventProducer
@@ -52,7 +52,10 @@ class Backbone:
         s = self.settings
         self.engine = make_engine(s, application_name=f"comet-{self.process}")
         self.sessions = make_sessionmaker(
-            self.engine, after_commit=self._committed, after_rollback=self._rolled_back
+            self.engine,
+            after_commit=self._committed,
+            after_rollback=self._rolled_back,
+            info={HANDS_OFF: self._hands_off},
         )
         self.topics = Topics(s.topic_namespace)
         self.admin = TopicAdmin(
@@ -131,6 +134,9 @@ class Backbone:
         await self.producer.start()
         if self.relay_enabled and self._relay_task is None:
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+
+    def _hands_off(self) -> bool:
+        return self.relay_enabled and self.relay.hands_off
 
     def wake_relay(self) -> None:
         """This process committed outbox rows. Events written through `self.sessions` are already

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,12 @@ class PendingEvent:
 
 # Session info key: the events written in the session's current transaction, to publish on commit.
 COMMITTED = "comet_outbox_events"
+# Session info key: a callable saying whether this process hands its committed events to Kafka
+# itself (its relay runs); its rows are then marked so other relays leave them alone a moment.
+HANDS_OFF = "comet_outbox_hands_off"
+# How long relays leave a handed-off row alone: past it (the writer died, or its hand-off failed and
+# could not say so), any relay publishes it.
+HANDOFF_GRACE = timedelta(seconds=5)
 
 
 def _run_id(envelope: Envelope) -> uuid.UUID | None:
@@ -43,6 +49,8 @@ async def add_events(session: AsyncSession, events: Sequence[PendingEvent]) -> N
     if not events:
         return
     now = datetime.now(UTC)
+    hands_off = session.info.get(HANDS_OFF)
+    until = now + HANDOFF_GRACE if hands_off is not None and hands_off() else None
     await session.execute(
         insert(OutboxEvent),
         [
@@ -54,6 +62,7 @@ async def add_events(session: AsyncSession, events: Sequence[PendingEvent]) -> N
                 "envelope": e.envelope.model_dump(mode="json"),
                 "run_id": _run_id(e.envelope),
                 "published_at": now if e.history_only else None,
+                "handoff_until": None if e.history_only else until,
             }
             for e in events
         ],

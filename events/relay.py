@@ -36,8 +36,10 @@ from events.producer import EventProducer, OutgoingMessage, PublishError
 
 log = structlog.get_logger(__name__)
 
+# Rows another process is handing to Kafka itself are left to it for a moment (`handoff_until`).
 _TAKE = text(
     "SELECT id, topic, key, envelope FROM outbox WHERE published_at IS NULL "
+    "AND (handoff_until IS NULL OR handoff_until < now()) "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 # The first unpublished row of each of these keys that this relay did not take.
@@ -50,6 +52,9 @@ HELD_BACK_RETRY_S = 0.02
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
 _MARK_EVENTS = text(
     "UPDATE outbox SET published_at = now() WHERE event_id = ANY(:ids) AND published_at IS NULL"
+)
+_RELEASE_EVENTS = text(
+    "UPDATE outbox SET handoff_until = NULL WHERE event_id = ANY(:ids) AND published_at IS NULL"
 )
 
 
@@ -124,6 +129,9 @@ class OutboxRelay:
                 await session.execute(_MARK_EVENTS, {"ids": [e.envelope.event_id for e in events]})
         except Exception as exc:
             log.info("hand-off to Kafka failed; the relay publishes from the outbox", error=repr(exc))
+            with contextlib.suppress(Exception):  # else they wait out their hand-off grace
+                async with self._sessions.begin() as session:
+                    await session.execute(_RELEASE_EVENTS, {"ids": [e.envelope.event_id for e in events]})
             self._wake.set()
             return
         finally:

@@ -1,4 +1,5 @@
-"""A run's revision: the number of its `run.changed` events (docs/decisions/0030)
+"""A run's revision: the number of its `run.changed` events; an outbox row's hand-off time
+(docs/decisions/0030)
 
 Revision ID: 0010
 Revises: 0009
@@ -27,7 +28,11 @@ def upgrade() -> None:
         "ix_runs_finished_at", "runs", ["finished_at"], postgresql_where=sa.text("finished_at IS NOT NULL")
     )
 
+    # Relays leave a row alone while the process that wrote it hands it to Kafka (decision 0030).
+    op.add_column("outbox", sa.Column("handoff_until", sa.DateTime(timezone=True), nullable=True))
+
 
 def downgrade() -> None:
+    op.drop_column("outbox", "handoff_until")
     op.drop_index("ix_runs_finished_at", table_name="runs")
     op.drop_column("runs", "revision")

@@ -41,6 +41,9 @@ class OutboxEvent(Base):
     run_id: Mapped[uuid.UUID | None]
     created_at: Mapped[datetime] = created_at_column()
     published_at: Mapped[datetime | None]
+    # Until when the process that wrote the row is handing it to Kafka itself: relays leave it
+    # alone until then (decision 0030), so an event is not published twice in the normal case.
+    handoff_until: Mapped[datetime | None]
 
 
 class InboxEntry(Base):

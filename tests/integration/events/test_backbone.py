@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import OrchestratorSettings
 from db.models import DeadLetter, OutboxEvent
@@ -22,7 +23,7 @@ from events.deadletters import DeadLetterSink
 from events.envelope import new_envelope
 from events.inbox import claim_new
 from events.outbox import PendingEvent, add_events
-from events.producer import OutgoingMessage
+from events.producer import EventProducer, OutgoingMessage
 from schemas.events import RunCancelRequested
 
 pytestmark = pytest.mark.integration
@@ -186,3 +187,64 @@ async def test_the_outbox_trigger_notifies_listeners_on_insert(backbone: Backbon
             )
         ).scalar_one()
     assert count == 1
+
+
+class SlowProducer(EventProducer):
+    """A real producer taking a moment to publish, as under load."""
+
+    async def send_many(
+        self, messages: Sequence[OutgoingMessage], *, enqueued: asyncio.Event | None = None
+    ) -> None:
+        await asyncio.sleep(0.3)
+        await super().send_many(messages, enqueued=enqueued)
+
+
+async def test_a_handed_off_event_is_published_once_though_another_relay_was_woken_for_it(
+    common_env: dict[str, Any],
+) -> None:
+    """Another process's relay, woken by the commit's NOTIFY, leaves the row to the hand-off of the
+    process that wrote it (it published most events twice before, decision 0030)."""
+    settings = OrchestratorSettings(**{**common_env, "topic_namespace": f"bb{secrets.token_hex(4)}"})
+    writer, other = Backbone(settings, "writer"), Backbone(settings, "other")
+    writer.producer = SlowProducer(settings.kafka_bootstrap_servers)
+    writer.relay._producer = writer.producer
+    topic = writer.topics.run_commands
+    written = [
+        new_envelope(RunCancelRequested(run_id=uuid.uuid4(), source="user"), key=f"k{i}") for i in range(10)
+    ]
+    await writer.start_kafka()
+    await other.start_kafka()
+    try:
+        await _until(lambda: writer.relay.hands_off and other.relay.hands_off)
+        for envelope in written:
+            async with writer.sessions.begin() as session:
+                await add_events(session, [PendingEvent(topic, envelope)])
+        async with writer.sessions() as session:
+            await _until_async(session, [e.event_id for e in written])
+    finally:
+        await writer.stop()
+        await other.stop()
+    seen = await _read_all(settings.kafka_bootstrap_servers, topic)
+    assert sorted(seen) == sorted(e.event_id for e in written)
+    assert other.relay.published == 0
+
+
+async def _until_async(session: AsyncSession, ids: list[uuid.UUID], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while await session.scalar(
+            select(func.count()).where(OutboxEvent.event_id.in_(ids), OutboxEvent.published_at.is_(None))
+        ):
+            await session.rollback()
+            await asyncio.sleep(0.05)
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[uuid.UUID]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    seen: list[uuid.UUID] = []
+    try:
+        while records := await consumer.getmany(timeout_ms=2000):
+            seen += [uuid.UUID(orjson.loads(r.value)["event_id"]) for rs in records.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return seen
