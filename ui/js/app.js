@@ -2,16 +2,21 @@
 // #/runs/ID/stages/NAME) so every page is one static index.html, the header, and sign-out.
 import { forget, signOut, signedIn, request } from "./api.js";
 import { h } from "./dom.js";
+import { environmentPage, environmentsPage } from "./pages/environments.js";
 import { logPage } from "./pages/log.js";
 import { projectPage } from "./pages/project.js";
 import { projectsPage } from "./pages/projects.js";
 import { runPage } from "./pages/run.js";
 import { signInPage } from "./pages/signin.js";
+import { workersPage } from "./pages/workers.js";
 
 const ROUTES = [
   [/^#\/signin$/, () => signInPage()],
   [/^#\/projects$/, () => projectsPage()],
   [/^#\/projects\/([^/]+)$/, (m) => projectPage(m[1])],
+  [/^#\/projects\/([^/]+)\/environments$/, (m) => environmentsPage(m[1])],
+  [/^#\/projects\/([^/]+)\/environments\/(.+)$/, (m) => environmentPage(m[1], decodeURIComponent(m[2]))],
+  [/^#\/workers$/, () => workersPage()],
   [/^#\/runs\/([^/]+)$/, (m) => runPage(m[1])],
   [/^#\/runs\/([^/]+)\/stages\/(.+)$/, (m) => logPage(m[1], decodeURIComponent(m[2]))],
 ];

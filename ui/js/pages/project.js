@@ -71,7 +71,8 @@ export function projectPage(projectId) {
       const project = await request(`/projects/${projectId}`);
       title.textContent = project.name;
       document.title = `${project.name} · Comet`;
-      title.after(h("p", { class: "muted", id: "role" }, `Your role: ${project.role}`));
+      title.after(h("p", { class: "muted", id: "role" }, `Your role: ${project.role}`),
+        h("p", {}, h("a", { href: `#/projects/${projectId}/environments`, id: "environments-link" }, "Environments and deployments")));
       if (atLeast(project.role, "developer")) actions.append(triggerForm(project));
       refresh();
     } catch (exc) {
