@@ -2,12 +2,15 @@
 // #/runs/ID/stages/NAME) so every page is one static index.html, the header, and sign-out.
 import { forget, signOut, signedIn, request } from "./api.js";
 import { h } from "./dom.js";
+import { coveragePage } from "./pages/coverage.js";
 import { environmentPage, environmentsPage } from "./pages/environments.js";
+import { insightsPage } from "./pages/insights.js";
 import { logPage } from "./pages/log.js";
 import { projectPage } from "./pages/project.js";
 import { projectsPage } from "./pages/projects.js";
 import { runPage } from "./pages/run.js";
 import { signInPage } from "./pages/signin.js";
+import { testsPage } from "./pages/tests.js";
 import { workersPage } from "./pages/workers.js";
 
 const ROUTES = [
@@ -18,6 +21,9 @@ const ROUTES = [
   [/^#\/projects\/([^/]+)\/environments\/(.+)$/, (m) => environmentPage(m[1], decodeURIComponent(m[2]))],
   [/^#\/workers$/, () => workersPage()],
   [/^#\/runs\/([^/]+)$/, (m) => runPage(m[1])],
+  [/^#\/runs\/([^/]+)\/tests$/, (m) => testsPage(m[1])],
+  [/^#\/projects\/([^/?]+)\/coverage(?:\?(.*))?$/, (m) => coveragePage(m[1], new URLSearchParams(m[2] ?? ""))],
+  [/^#\/projects\/([^/?]+)\/insights(?:\?(.*))?$/, (m) => insightsPage(m[1], new URLSearchParams(m[2] ?? ""))],
   [/^#\/runs\/([^/]+)\/stages\/(.+)$/, (m) => logPage(m[1], decodeURIComponent(m[2]))],
 ];
 

@@ -84,6 +84,8 @@ export function projectPage(projectId) {
   const node = h("section", {},
     h("p", { class: "breadcrumbs" }, h("a", { href: "#/projects" }, "Projects")),
     title, actions,
+    h("p", { class: "links" }, h("a", { href: `#/projects/${projectId}/coverage`, id: "coverage-link" }, "Coverage trend"),
+      " · ", h("a", { href: `#/projects/${projectId}/insights`, id: "insights-link" }, "Insights")),
     h("h2", {}, "Runs"),
     h("table", { id: "runs" },
       h("thead", {}, h("tr", {}, ["Run", "Status", "Ref", "Commit", "Trigger", "Created", "Duration"].map((t) => h("th", { scope: "col" }, t)))),

@@ -52,7 +52,7 @@ export function runPage(runId) {
 
   refresh();
   ticker = setInterval(() => graph.tick(), 1000);
-  const node = h("section", {}, crumbs, title, summary, problem, h("h2", {}, "Stages"), graph.root);
+  const node = h("section", {}, crumbs, title, summary, problem, h("p", {}, h("a", { href: `#/runs/${runId}/tests`, id: "tests-link" }, "Test results and coverage")), h("h2", {}, "Stages"), graph.root);
   return {
     node,
     leave: () => {
