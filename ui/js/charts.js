@@ -24,12 +24,15 @@ export function ticks(max, count = 4) {
   return Array.from({ length: count + 1 }, (_, i) => (max * i) / count);
 }
 
-// A value axis top that is a "nice" number at or above `max` (1, 2, 2.5, 5 × 10^n).
-export function niceMax(max) {
-  if (!(max > 0)) return 1;
+// A value axis: a "nice" top at or above `max` (1, 2, 2.5, 5 × 10^n) and a tick count that
+// keeps the steps round (0.25, 0.5, 1, 2 × 10^n).
+export function niceScale(max) {
+  if (!(max > 0)) return { top: 1, count: 4 };
   const power = 10 ** Math.floor(Math.log10(max));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= max) return step * power;
-  return 10 * power;
+  for (const step of [1, 2, 2.5, 5, 10]) {
+    if (step * power >= max) return { top: step * power, count: step === 1 || step === 2 ? 4 : 5 };
+  }
+  return { top: 10 * power, count: 5 };
 }
 
 // A line chart of `points` ([{label, value, title, dataset}], in x order) on a 0..yMax scale;
@@ -59,11 +62,11 @@ export function barChart({ rows, series, label, format = String, id }) {
   const W = 640, left = 170, right = 70, top = 8, bar = 14, gap = 3, groupGap = 12, axis = 22;
   const groupH = series.length * (bar + gap) - gap;
   const H = top + rows.length * (groupH + groupGap) + axis;
-  const max = niceMax(Math.max(0, ...rows.flatMap((r) => r.values.filter((v) => v !== null && v !== undefined))));
+  const { top: max, count } = niceScale(Math.max(0, ...rows.flatMap((r) => r.values.filter((v) => v !== null && v !== undefined))));
   const plotW = W - left - right;
   const w = (v) => round((Math.min(v, max) / max) * plotW);
   const bottom = H - axis;
-  const grid = ticks(max).map((t) => svg("g", { class: "tick" },
+  const grid = ticks(max, count).map((t) => svg("g", { class: "tick" },
     svg("line", { class: "grid", x1: left + w(t), x2: left + w(t), y1: top, y2: bottom }),
     svg("text", { x: left + w(t), y: bottom + 15, "text-anchor": "middle" }, format(t))));
   const groups = rows.map((row, r) => {
