@@ -15,16 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.integration.cluster import until
 from tests.integration.conftest import make_repo
 from tests.integration.helpers import add_project
 from tests.integration.processes import CometProcess, process_env
-from tests.integration.ui.conftest import LiveComet, Screens, User, console_errors, sign_in, wait
+from tests.integration.ui.conftest import WAIT_S, LiveComet, Screens, User, console_errors, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -89,6 +91,13 @@ class Rest:
         return run_id
 
 
+def wait(driver: Chrome) -> WebDriverWait[Chrome]:
+    """The shared wait, also past a row the page has just re-rendered (a stale element)."""
+    return WebDriverWait(
+        driver, WAIT_S, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
+
+
 def _rows(driver: Chrome) -> list[WebElement]:
     return driver.find_elements(By.CSS_SELECTOR, "#tests tbody tr")
 
@@ -142,6 +151,14 @@ def _maintainer_flow(
     assert failing.find_element(By.CSS_SELECTOR, "button").text == "Release"
     assert "quarantined" in driver.find_element(By.ID, "tests-announce").text
     screens.take(driver, "2-tests-quarantined")
+    # Release it and quarantine it again: both buttons call the API and update the row in place.
+    failing.find_element(By.CSS_SELECTOR, "button.release").click()
+    wait(driver).until(lambda d: _rows(d)[0].get_attribute("data-quarantined") == "false")
+    assert "quarantined" not in _rows(driver)[0].find_element(By.CSS_SELECTOR, ".test-status").text
+    assert "released" in driver.find_element(By.ID, "tests-announce").text
+    _rows(driver)[0].find_element(By.CSS_SELECTOR, "button.quarantine").click()
+    wait(driver).until(lambda d: _rows(d)[0].get_attribute("data-quarantined") == "true")
+    failing = _rows(driver)[0]
     key = failing.get_attribute("data-key")
     assert key
 
