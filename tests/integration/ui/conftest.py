@@ -20,20 +20,17 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from selenium import webdriver
 from selenium.webdriver import Chrome
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from api.auth.passwords import hash_password
+from bench.browser import INSTALL, missing, start_chrome
 from db.models import Membership
 from db.repositories import users
 from tests.integration.cluster import Cluster
 from tests.integration.processes import CometProcess, process_env
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_S = 90.0
 
 
@@ -73,20 +70,13 @@ def screens(request: pytest.FixtureRequest, tmp_path: Path) -> Screens:
 @pytest.fixture
 def browser() -> Iterator[Chrome]:
     """Headless Chromium (Debian's), with its console kept so tests can check for errors."""
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
+    absent = missing()
+    if absent:
         pytest.fail(
-            f"{', '.join(missing)} missing: the dashboard's browser tests need Debian's chromium and "
-            "chromium-driver (`apt-get install -y --no-install-recommends chromium chromium-driver`; "
-            "`make test` installs them)"
+            f"{', '.join(absent)} missing: the dashboard's browser tests need Debian's chromium and "
+            f"chromium-driver (`{INSTALL}`; `make test` installs them)"
         )
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: selenium's own manager (which would download one) never runs.
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver = start_chrome()
     try:
         yield driver
     finally:

@@ -3,6 +3,7 @@
 import { events, request } from "../api.js";
 import { AnsiRenderer } from "../ansi.js";
 import { h, statusBadge } from "../dom.js";
+import { markRendered } from "../ready.js";
 
 const RETRY_MS = 1000;
 
@@ -27,6 +28,7 @@ export function logPage(runId, stageName) {
             state.textContent = `Stage ${end.stage_status ?? "gone"}: the log is complete.`;
             state.dataset.state = "ended";
             if (end.stage_status) badge.replaceChildren(statusBadge(end.stage_status));
+            markRendered(pre, "complete", "comet:log-complete");
             return;
           }
           if (frame.event === "attempt") {

@@ -3,6 +3,7 @@
 import { request } from "../api.js";
 import { duration, elapsed, h, statusBadge, TERMINAL_RUN, when } from "../dom.js";
 import { StageGraph } from "../graph.js";
+import { markRendered } from "../ready.js";
 
 const POLL_MS = 1000;
 
@@ -32,6 +33,7 @@ export function runPage(runId) {
       run.failure_reason ? h("p", { class: "error" }, run.failure_reason) : "",
     );
     graph.update(run.stages);
+    if (run.stages.length) markRendered(graph.root, graph.nodes.size, "comet:run-ready");
   }
 
   async function refresh() {
