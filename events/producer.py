@@ -109,10 +109,17 @@ class EventProducer:
             if enqueued is not None:
                 enqueued.set()
             await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
-        except Exception as exc:
+        except BaseException as exc:
+            # Cancelled too (the caller's deadline): a send cut short leaves the producer in doubt.
             log.warning("publish failed; recreating the producer", error=repr(exc))
-            async with self._lock:
-                if self._producer is producer:
-                    self._producer = None
-                    await self._close(producer)
+            await self.discard(producer)
+            if not isinstance(exc, Exception):
+                raise
             raise PublishError(repr(exc)) from exc
+
+    async def discard(self, producer: AIOKafkaProducer) -> None:
+        """Close `producer` if it is still the current one; the next send starts a new one."""
+        async with self._lock:
+            if self._producer is producer:
+                self._producer = None
+                await self._close(producer)

@@ -48,6 +48,11 @@ _EARLIER = text(
     "AND id < :last AND id <> ALL(:ids) GROUP BY key"
 )
 NOTIFY_GRACE_S = 0.05
+# The longest one publish (topic check, sends, acknowledgements) may take: past it the attempt is
+# abandoned — the relay's rows unlocked for any relay, a hand-off's left to the relays. aiokafka can
+# wait without end (a producer starting while the broker restarts): the rows it locked would stay
+# locked, and every other relay skips locked rows (seen: a run's request never published).
+PUBLISH_TIMEOUT_S = 45.0
 HELD_BACK_RETRY_S = 0.02
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
 _MARK_EVENTS = text(
@@ -68,6 +73,7 @@ class OutboxRelay:
         listen_dsn: str | None,
         batch_size: int = 500,
         sweep_s: float = 1.0,
+        publish_timeout_s: float = PUBLISH_TIMEOUT_S,
     ) -> None:
         self._sessions = sessions
         self._producer = producer
@@ -75,6 +81,7 @@ class OutboxRelay:
         self._dsn = listen_dsn
         self._batch = batch_size
         self._sweep_s = sweep_s
+        self._publish_timeout_s = publish_timeout_s
         self._wake = asyncio.Event()
         # Woken by another process's NOTIFY: that process's own relay usually takes its rows at
         # once, so wait a moment before competing for them.
@@ -120,11 +127,12 @@ class OutboxRelay:
         try:
             if previous is not None:
                 await previous.wait()
-            await self._admin.ensure(sorted({e.topic for e in events}))
-            await self._producer.send_many(
-                [OutgoingMessage(e.topic, e.envelope.key.encode(), e.envelope.encode()) for e in events],
-                enqueued=enqueued,
-            )
+            async with asyncio.timeout(self._publish_timeout_s):
+                await self._admin.ensure(sorted({e.topic for e in events}))
+                await self._producer.send_many(
+                    [OutgoingMessage(e.topic, e.envelope.key.encode(), e.envelope.encode()) for e in events],
+                    enqueued=enqueued,
+                )
             async with self._sessions.begin() as session:
                 await session.execute(_MARK_EVENTS, {"ids": [e.envelope.event_id for e in events]})
         except Exception as exc:
@@ -159,10 +167,11 @@ class OutboxRelay:
                 return 0, 0
             rows = await self._in_key_order(session, taken)
             if rows:
-                await self._admin.ensure(sorted({r.topic for r in rows}))
-                await self._producer.send_many(
-                    [OutgoingMessage(r.topic, r.key.encode(), orjson.dumps(r.envelope)) for r in rows]
-                )
+                async with asyncio.timeout(self._publish_timeout_s):
+                    await self._admin.ensure(sorted({r.topic for r in rows}))
+                    await self._producer.send_many(
+                        [OutgoingMessage(r.topic, r.key.encode(), orjson.dumps(r.envelope)) for r in rows]
+                    )
                 await session.execute(_MARK, {"ids": [r.id for r in rows]})
         self.published += len(rows)
         return len(taken), len(rows)

@@ -131,6 +131,40 @@ async def test_a_relay_holds_back_a_keys_later_rows_while_another_relay_publishe
     assert {e.event_id for e in order if e.key == str(run_l)} == {other.event_id}
 
 
+async def test_a_relay_stuck_publishing_gives_its_rows_up_at_its_deadline_for_another_to_publish(
+    common_env: dict[str, Any], own_database: str
+) -> None:
+    """aiokafka can wait without end while the broker restarts; the rows a stuck relay locked would
+    stay locked and every other relay skips locked rows (seen in CI: a run's request never went)."""
+    settings = OrchestratorSettings(**{**common_env, "database_url": own_database})
+    engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
+    topic = Topics(f"ro{secrets.token_hex(4)}").run_commands
+    admin = TopicAdmin(KAFKA, partitions=1)
+    hung_producer, free_producer = GatedProducer(KAFKA), EventProducer(KAFKA)  # its gate never opens
+    hung = OutboxRelay(sessions, hung_producer, admin, listen_dsn=None, publish_timeout_s=1.0)
+    free = OutboxRelay(sessions, free_producer, admin, listen_dsn=None)
+    run_id = uuid.uuid4()
+    envelope = new_envelope(RunCancelRequested(run_id=run_id, source="user"), key=str(run_id))
+    async with sessions.begin() as session:
+        await add_events(session, [PendingEvent(topic, envelope)])
+    try:
+        first = asyncio.create_task(hung.drain())
+        await asyncio.wait_for(hung_producer.waiting.wait(), 30)
+        published_while_locked = await free.drain()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(first, 10)
+        published_after = await free.drain()
+        order = await _read(topic, expected=1)
+    finally:
+        await hung_producer.stop()
+        await free_producer.stop()
+        await engine.dispose()
+
+    assert (published_while_locked, published_after) == (0, 1)
+    assert [e.event_id for e in order] == [envelope.event_id]
+
+
 async def _read(topic: str, *, expected: int) -> list[Envelope]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=KAFKA, auto_offset_reset="earliest")
     await consumer.start()
