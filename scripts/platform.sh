@@ -78,6 +78,7 @@ banner() {
   cat <<MSG
 
   Comet is up.
+    dashboard  $base/ui/
     API docs   $base/docs
     health     $base/readyz   metrics $base/metrics
     logs       $RUN_DIR/*.log
