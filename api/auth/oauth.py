@@ -33,6 +33,7 @@ from db.crypto import DecryptionError, SecretBox
 
 ProviderName = Literal["github", "gitlab", "bitbucket"]
 PROVIDERS: tuple[ProviderName, ...] = ("github", "gitlab", "bitbucket")
+LABELS: Mapping[ProviderName, str] = {"github": "GitHub", "gitlab": "GitLab", "bitbucket": "Bitbucket"}
 FLOW_TTL_S = 600
 HTTP_TIMEOUT_S = 10.0
 
@@ -74,6 +75,11 @@ def provider_config(settings: ApiSettings, name: str) -> ProviderConfig | None:
     )
 
 
+def configured(settings: ApiSettings) -> list[ProviderConfig]:
+    """The providers this Comet can log in with, in a fixed order."""
+    return [c for c in (provider_config(settings, name) for name in PROVIDERS) if c is not None]
+
+
 # -- PKCE and the sealed flow cookie --------------------------------------------------------------
 def pkce_pair() -> tuple[str, str]:
     """A PKCE verifier (43 url-safe characters) and its S256 challenge (RFC 7636)."""
@@ -91,19 +97,24 @@ class Flow:
     state: str
     verifier: str
     expires_at: float
+    # Who started it: None for API clients (the callback answers JSON), "ui" for the dashboard
+    # (the callback redirects to it with a one-time code: `api/auth/handoff.py`).
+    return_to: str | None = None
 
 
 def cookie_name(provider: str) -> str:
     return f"comet_oauth_{provider}"
 
 
-def new_flow(provider: str, *, now: float | None = None) -> Flow:
+def new_flow(provider: str, *, now: float | None = None, return_to: str | None = None) -> Flow:
     verifier, _ = pkce_pair()
-    return Flow(provider, secrets.token_urlsafe(24), verifier, (now or time.time()) + FLOW_TTL_S)
+    return Flow(provider, secrets.token_urlsafe(24), verifier, (now or time.time()) + FLOW_TTL_S, return_to)
 
 
 def seal(box: SecretBox, flow: Flow) -> str:
-    plain = orjson.dumps({"p": flow.provider, "s": flow.state, "v": flow.verifier, "e": flow.expires_at})
+    plain = orjson.dumps(
+        {"p": flow.provider, "s": flow.state, "v": flow.verifier, "e": flow.expires_at, "r": flow.return_to}
+    )
     sealed = box.encrypt(plain, context=b"comet-oauth-flow:" + flow.provider.encode())
     return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
 
@@ -115,8 +126,15 @@ def unseal(box: SecretBox, provider: str, cookie: str | None, *, now: float | No
     try:
         raw = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
         data = orjson.loads(box.decrypt(raw, context=b"comet-oauth-flow:" + provider.encode()))
-        flow = Flow(str(data["p"]), str(data["s"]), str(data["v"]), float(data["e"]))
-    except (binascii.Error, ValueError, KeyError, TypeError, DecryptionError, orjson.JSONDecodeError):
+        back = data.get("r")
+        flow = Flow(
+            str(data["p"]),
+            str(data["s"]),
+            str(data["v"]),
+            float(data["e"]),
+            None if back is None else str(back),
+        )
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, DecryptionError):
         raise OAuthError(400, "The OAuth flow cookie is not valid; start again at /authorize.") from None
     if flow.provider != provider or flow.expires_at < (now or time.time()):
         raise OAuthError(400, "The OAuth flow has expired; start again at /authorize.")

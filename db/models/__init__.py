@@ -5,7 +5,7 @@ from db.models.archives import EventArchive, RestorePoint
 from db.models.deployments import Deployment, Environment
 from db.models.events import AuditEntry, DeadLetter, InboxEntry, OutboxEvent
 from db.models.idempotency import IdempotencyKey
-from db.models.identity import ApiToken, AuthSession, OAuthIdentity, User
+from db.models.identity import ApiToken, AuthSession, OAuthHandoff, OAuthIdentity, User
 from db.models.insights import InsightFact
 from db.models.notifications import FlakyNotice, NotificationAttempt, NotificationDelivery
 from db.models.projects import (
@@ -48,6 +48,7 @@ __all__ = [
     "Membership",
     "NotificationAttempt",
     "NotificationDelivery",
+    "OAuthHandoff",
     "OAuthIdentity",
     "OutboxEvent",
     "PipelineDefinition",

@@ -1,4 +1,5 @@
-"""Users, their login sessions (refresh-token families), personal API tokens and OAuth links.
+"""Users, their login sessions (refresh-token families), personal API tokens, OAuth links and the
+dashboard's one-time OAuth hand-off codes.
 
 Secrets are never stored: refresh and API tokens only as SHA-256 hashes, passwords as Argon2id."""
 
@@ -88,3 +89,19 @@ class OAuthIdentity(Base):
     provider_login: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = created_at_column()
+
+
+class OAuthHandoff(Base):
+    """A one-time code handing a session opened by an OAuth callback to the dashboard that started
+    the flow (decision 0032): stored as its SHA-256 hash, valid 60 s, spent by one UPDATE."""
+
+    __tablename__ = "oauth_handoffs"
+
+    id: Mapped[uuid.UUID] = id_column()
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

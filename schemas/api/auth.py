@@ -56,3 +56,26 @@ class SessionOut(BaseModel):
 
 class SessionList(BaseModel):
     data: list[SessionOut]
+
+
+class OAuthProviderOut(BaseModel):
+    """A provider this Comet can log in with (never its client id or secret)."""
+
+    name: Literal["github", "gitlab", "bitbucket"] = Field(
+        description="The `{provider}` of the OAuth routes."
+    )
+    label: str = Field(description="What to call it on a button, e.g. `GitHub`.")
+
+
+class OAuthProviderList(BaseModel):
+    data: list[OAuthProviderOut]
+
+
+class OAuthExchangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(
+        min_length=10,
+        max_length=200,
+        description="The one-time code the OAuth callback put in the dashboard's URL (valid 60 s, single use).",
+    )
