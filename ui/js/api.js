@@ -44,6 +44,32 @@ export async function signIn(email, password) {
   keep(await response.json());
 }
 
+// The OAuth providers configured on this Comet (public; [] when none or unreachable).
+export async function oauthProviders() {
+  try {
+    const response = await fetch(`${BASE}/auth/providers`);
+    return response.ok ? (await response.json()).data : [];
+  } catch {
+    return [];
+  }
+}
+
+// Where a provider's button leads: the API's authorize route, told the dashboard started it.
+export function oauthStart(name) {
+  return `${BASE}/auth/oauth/${encodeURIComponent(name)}/authorize?return_to=ui`;
+}
+
+// Trade the one-time code the OAuth callback put in the page's URL for the token pair.
+export async function exchangeOAuthCode(code) {
+  const response = await fetch(`${BASE}/auth/oauth/exchange`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ code }),
+  });
+  if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+  keep(await response.json());
+}
+
 export async function signOut() {
   const refresh = sessionStorage.getItem(REFRESH);
   try {

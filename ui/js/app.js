@@ -14,7 +14,7 @@ import { testsPage } from "./pages/tests.js";
 import { workersPage } from "./pages/workers.js";
 
 const ROUTES = [
-  [/^#\/signin$/, () => signInPage()],
+  [/^#\/signin(?:\?(.*))?$/, (m) => signInPage(new URLSearchParams(m[1] ?? ""))],
   [/^#\/projects$/, () => projectsPage()],
   [/^#\/projects\/([^/]+)$/, (m) => projectPage(m[1])],
   [/^#\/projects\/([^/]+)\/environments$/, (m) => environmentsPage(m[1])],
@@ -55,7 +55,7 @@ async function route() {
   }
   const main = document.getElementById("main");
   let hash = location.hash || "#/projects";
-  if (!signedIn() && hash !== "#/signin") {
+  if (!signedIn() && !hash.startsWith("#/signin")) {
     sessionStorage.setItem("comet.after_sign_in", hash);
     hash = "#/signin";
     history.replaceState(null, "", hash);

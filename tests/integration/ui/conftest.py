@@ -28,6 +28,7 @@ from api.auth.passwords import hash_password
 from bench.browser import INSTALL, missing, start_chrome
 from db.models import Membership
 from db.repositories import users
+from tests.integration.api.oauth_provider import Provider, running_provider
 from tests.integration.cluster import Cluster
 from tests.integration.processes import CometProcess, process_env
 
@@ -116,9 +117,19 @@ class LiveComet:
 
 
 @pytest.fixture
-async def live_comet(cluster: Cluster, tmp_path: Path) -> AsyncIterator[LiveComet]:
-    """`comet api` on a free port over the cluster's database and topics."""
+async def oauth_provider() -> AsyncIterator[Provider]:
+    """The tests' local OAuth provider (`tests/integration/api/oauth_provider.py`), served in the
+    test's event loop: it answers while selenium drives the browser from a thread."""
+    async with running_provider() as provider:
+        yield provider
+
+
+@pytest.fixture
+async def live_comet(cluster: Cluster, tmp_path: Path, oauth_provider: Provider) -> AsyncIterator[LiveComet]:
+    """`comet api` on a free port over the cluster's database and topics, with GitHub login
+    configured against the local OAuth provider (the sign-in page shows its button)."""
     port = _free_port()
+    github = {k: v for k, v in oauth_provider.settings().items() if k.startswith("oauth_github_")}
     secret_key = secrets.token_urlsafe(48)
     env = process_env(
         cluster.common,
@@ -127,6 +138,7 @@ async def live_comet(cluster: Cluster, tmp_path: Path) -> AsyncIterator[LiveCome
         api_port=port,
         db_pool_size=5,
         rate_limits_enabled="false",
+        **github,
     )
     api = CometProcess(["api"], env, tmp_path / "api.log").start()
     live = LiveComet(f"http://127.0.0.1:{port}", cluster, api, secret_key)

@@ -1,6 +1,7 @@
 """The dashboard end to end in headless Chromium, on a real API, orchestrator and worker: sign in,
 see the project, trigger a run, watch its stage graph turn green live, follow a stage's log live
-with its ANSI colours; a viewer gets no trigger button. Every page is also a screenshot, under the
+with its ANSI colours, cancel a second run mid-stage and retry it; a viewer signs in with GitHub
+(the local OAuth provider) and gets no trigger, cancel or retry button. Every page is also a screenshot, under the
 test's tmp path and, when COMET_HOME is set, in `$COMET_HOME/screenshots/<test name>/`.
 """
 
@@ -15,6 +16,7 @@ from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
 from api.middleware import UI_CSP
+from tests.integration.api.oauth_provider import Account, Provider
 from tests.integration.conftest import make_repo
 from tests.integration.helpers import add_project
 from tests.integration.ui.conftest import LiveComet, Screens, User, console_errors, sign_in, wait
@@ -96,6 +98,25 @@ def _owner_flow(driver: Chrome, base_url: str, owner: User, project_name: str, s
     row = wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, "#runs tbody tr"))
     assert row.get_attribute("data-status") == "succeeded"
     screens.take(driver, "7-project-runs")
+
+    # A second run, cancelled while lint sleeps; then retried from the page.
+    driver.find_element(By.ID, "trigger-run").click()
+    wait(driver).until(lambda d: _stage(d, "lint") == "running")
+    assert driver.find_elements(By.ID, "retry-run") == []
+    wait(driver).until(lambda d: d.find_element(By.ID, "cancel-run")).click()
+    wait(driver).until(
+        lambda d: d.find_element(By.ID, "run-summary").get_attribute("data-status") == "cancelled"
+    )
+    assert _stage(driver, "lint") == "cancelled"
+    assert driver.find_elements(By.ID, "cancel-run") == []
+    screens.take(driver, "8-run-cancelled")
+    wait(driver).until(lambda d: d.find_element(By.ID, "retry-run")).click()
+    wait(driver).until(
+        lambda d: d.find_element(By.ID, "run-summary").get_attribute("data-status") in {"queued", "running"}
+    )
+    wait(driver).until(lambda d: d.find_element(By.ID, "cancel-run"))
+    assert driver.find_element(By.ID, "run-action-error").text == ""
+    screens.take(driver, "9-run-retried")
     assert console_errors(driver) == []
 
 
@@ -113,23 +134,37 @@ async def test_an_owner_triggers_a_run_and_watches_its_graph_and_log_live(
     except Exception as exc:
         screens.take(browser, "failure")
         raise AssertionError(f"{exc}\n{live_comet.logs()}") from exc
-    assert len(screens.taken) >= 7
+    assert len(screens.taken) >= 9
 
 
-def _viewer_flow(driver: Chrome, base_url: str, viewer: User, project_name: str, screens: Screens) -> None:
-    sign_in(driver, base_url, viewer)
+def _viewer_flow(driver: Chrome, base_url: str, project_name: str, screens: Screens) -> None:
+    # Signing in with GitHub: the button, the provider's consent, the API's callback, and back to
+    # the sign-in page with a one-time code the page trades for the session and takes out of the URL.
+    driver.get(f"{base_url}/ui/")
+    button = wait(driver).until(lambda d: d.find_element(By.LINK_TEXT, "Sign in with GitHub"))
+    assert button.get_attribute("href") == f"{base_url}/api/v1/auth/oauth/github/authorize?return_to=ui"
+    screens.take(driver, "viewer-sign-in")
+    button.click()
+    wait(driver).until(lambda d: d.find_element(By.ID, "who").is_displayed())
+    assert "code=" not in driver.current_url
     wait(driver).until(lambda d: d.find_element(By.LINK_TEXT, project_name)).click()
     wait(driver).until(lambda d: d.find_element(By.ID, "role").text == "Your role: viewer")
     wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, "#runs tbody tr"))
     assert driver.find_elements(By.ID, "trigger-run") == []
     assert driver.find_elements(By.CSS_SELECTOR, "main form") == []
     screens.take(driver, "viewer-project")
+    # The run is waiting (no runners here): a developer could cancel it, a viewer sees no button.
+    driver.find_element(By.CSS_SELECTOR, "#runs tbody tr a").click()
+    wait(driver).until(lambda d: d.find_element(By.ID, "run-actions").get_attribute("data-role") == "viewer")
+    assert driver.find_element(By.ID, "run-summary").get_attribute("data-status") == "requested"
+    assert driver.find_elements(By.CSS_SELECTOR, "#run-actions button") == []
+    screens.take(driver, "viewer-run")
     assert console_errors(driver) == []
 
 
 @pytest.mark.timeout(180)
-async def test_a_viewer_sees_the_runs_but_no_trigger_button(
-    live_comet: LiveComet, browser: Chrome, screens: Screens, tmp_path: Path
+async def test_a_viewer_signs_in_with_github_and_sees_the_runs_but_no_trigger_cancel_or_retry_button(
+    live_comet: LiveComet, browser: Chrome, screens: Screens, tmp_path: Path, oauth_provider: Provider
 ) -> None:
     name = "ui-viewer"
     project = await add_project(live_comet.cluster.sessions, str(tmp_path / "no-repo"), name=name)
@@ -146,7 +181,12 @@ async def test_a_viewer_sees_the_runs_but_no_trigger_button(
             headers={"Authorization": f"Bearer {token}"},
         )
         assert made.status_code == 202, made.text
-    await asyncio.to_thread(_viewer_flow, browser, live_comet.base_url, viewer, name, screens)
+    oauth_provider.signed_in["github"] = Account(4242, "viewer-gh", "Viewer", [(viewer.email, True, True)])
+    try:
+        await asyncio.to_thread(_viewer_flow, browser, live_comet.base_url, name, screens)
+    except Exception as exc:
+        screens.take(browser, "failure")
+        raise AssertionError(f"{exc}\n{live_comet.logs()}") from exc
 
 
 async def test_the_dashboard_is_served_with_its_strict_policy_and_nothing_from_another_host(
