@@ -19,6 +19,8 @@ const PALETTE_256 = (n) => {
   return `rgb(${level(Math.floor(i / 36))},${level(Math.floor(i / 6) % 6)},${level(i % 6)})`;
 };
 
+// `target` is an element, or a sink with `append(node)` and `newline()` (then text is handed over
+// line by line: a styled span never spans two lines).
 export class AnsiRenderer {
   constructor(target) {
     this.target = target;
@@ -53,6 +55,19 @@ export class AnsiRenderer {
   }
 
   text(value) {
+    if (!value) return;
+    if (typeof this.target.newline === "function" && value.includes("\n")) {
+      const parts = value.split("\n");
+      parts.forEach((part, i) => {
+        if (i > 0) this.target.newline();
+        this.styled(part);
+      });
+      return;
+    }
+    this.styled(value);
+  }
+
+  styled(value) {
     if (!value) return;
     const s = this.state;
     const plain = !s.bold && !s.dim && !s.italic && !s.underline && s.fg === null && s.bg === null;

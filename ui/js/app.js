@@ -24,7 +24,8 @@ const ROUTES = [
   [/^#\/runs\/([^/]+)\/tests$/, (m) => testsPage(m[1])],
   [/^#\/projects\/([^/?]+)\/coverage(?:\?(.*))?$/, (m) => coveragePage(m[1], new URLSearchParams(m[2] ?? ""))],
   [/^#\/projects\/([^/?]+)\/insights(?:\?(.*))?$/, (m) => insightsPage(m[1], new URLSearchParams(m[2] ?? ""))],
-  [/^#\/runs\/([^/]+)\/stages\/(.+)$/, (m) => logPage(m[1], decodeURIComponent(m[2]))],
+  [/^#\/runs\/([^/]+)\/stages\/([^?]+)(?:\?(.*))?$/,
+    (m) => logPage(m[1], decodeURIComponent(m[2]), new URLSearchParams(m[3] ?? ""))],
 ];
 
 let leave = null;

@@ -74,7 +74,9 @@ def _owner_flow(driver: Chrome, base_url: str, owner: User, project_name: str, s
     # The stage's log, live: the coloured line arrives while lint still runs.
     driver.find_element(By.CSS_SELECTOR, 'a.stage[data-stage="lint"]').click()
     green = wait(driver).until(
-        lambda d: d.find_element(By.XPATH, '//pre[@id="log"]/span[contains(., "UI-GREEN-LINE")]')
+        lambda d: d.find_element(
+            By.XPATH, '//pre[@id="log"]/span[@class="line"]/span[contains(., "UI-GREEN-LINE")]'
+        )
     )
     assert green.get_attribute("class") == "ansi-fg-2"
     assert green.value_of_css_property("color") == "rgba(126, 231, 135, 1)"
@@ -85,6 +87,23 @@ def _owner_flow(driver: Chrome, base_url: str, owner: User, project_name: str, s
     assert "lint-done" in driver.find_element(By.ID, "log").text
     assert "succeeded" in driver.find_element(By.ID, "log-state").text
     screens.take(driver, "5-log-ended")
+
+    # Search: the matching line is found and picked, and its own address opens on it.
+    driver.find_element(By.ID, "log-search").send_keys("lint-DONE\n")
+    wait(driver).until(lambda d: d.find_element(By.ID, "log-found").text == "1 of 1 matching lines")
+    picked = driver.find_element(By.CSS_SELECTOR, "#log .line.picked")
+    assert "lint-done" in picked.text
+    number = picked.get_attribute("data-n")
+    assert driver.current_url.endswith(f"/stages/lint?line={number}")
+    driver.find_element(By.ID, "log-only").click()
+    visible = [line for line in driver.find_elements(By.CSS_SELECTOR, "#log .line") if line.is_displayed()]
+    assert [line.get_attribute("data-n") for line in visible] == [number]
+    screens.take(driver, "5b-log-search")
+    driver.refresh()  # the line's own address, opened afresh
+    wait(driver).until(lambda d: d.find_element(By.ID, "log-state").get_attribute("data-state") == "ended")
+    reopened = wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, "#log .line.picked"))
+    assert reopened.get_attribute("data-n") == number
+    assert "lint-done" in reopened.text
 
     # Back on the graph, every stage turns green without a reload.
     driver.find_element(By.ID, "run-link").click()
