@@ -9,9 +9,10 @@ changelog and resumes from the committed offsets, and every fact in the table is
 
 Repair (decision 0030): faust can drop a message around a rebalance (its consumer skips offsets
 below the position it read ahead to; faust-streaming issues #216, #221). A run that lost one waits
-for it, or never finishes in the table. So a run whose events have waited `analytics_repair_after`
-for an earlier one, and a run Postgres says finished that long ago with no fact, is folded again
-from its history in the outbox — the record the topics are published from.
+for it, finishes with an attempt still running, or never finishes in the table. So a run whose
+events have waited `analytics_repair_after` for an earlier one, a run finished that long in the
+table with an attempt still active, and a run Postgres says finished that long ago with no fact,
+is folded again from its history in the outbox — the record the topics are published from.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ from events.partitions import partitions_of
 from events.topics import Topics
 
 log = structlog.get_logger(__name__)
+
+# The sweep for finished runs with no fact runs this many `analytics_repair_after` apart (and looks
+# at runs that finished at least that long ago): a backstop for the one loss nothing else shows, a
+# run's last change.
+SWEEP_FACTOR = 6
 
 # The facts to write next: a fact, or None for one that no longer holds (deleted).
 Pending = dict[tuple[str, str], Fact | None]
@@ -84,7 +90,9 @@ class Analytics:
         # Runs whose mirror has events waiting for an earlier one: since when (monotonic).
         self.stalled: dict[bytes, float] = {}
         self.repaired = 0
-        self._swept = 0.0
+        # The sweep for finished runs with no fact starts a while after start-up: what the topics
+        # bring is folded and written first, so the sweep finds only what they lost.
+        self._swept = time.monotonic()
         self.consumed = 0
         self.flushed = 0
         self.last_flush = 0.0
@@ -119,7 +127,7 @@ class Analytics:
     def _store(self, key: bytes, before: list[Fact], mirror: RunMirror) -> None:
         """Keep the run's mirror and note which of its facts changed (or no longer hold)."""
         self.runs[key] = mirror.dump()
-        if mirror.waiting:
+        if mirror.waiting or not mirror.settled:
             self.stalled.setdefault(key, time.monotonic())
         else:
             self.stalled.pop(key, None)
@@ -139,11 +147,12 @@ class Analytics:
         now = time.monotonic()
         keys = {key for key, since in self.stalled.items() if now - since >= after_s}
         try:
-            if now - self._swept >= after_s:
+            sweep_s = SWEEP_FACTOR * after_s
+            if now - self._swept >= sweep_s:
                 self._swept = now
                 async with self.engine.connect() as conn:
                     missing = await insights.finished_without_fact(
-                        conn, settled_s=after_s, within_s=max(3600.0, 10 * after_s)
+                        conn, settled_s=sweep_s, within_s=max(3600.0, 10 * sweep_s)
                     )
                 keys |= {str(run_id).encode() for run_id in missing}
             if not keys:
@@ -160,7 +169,7 @@ class Analytics:
                 with contextlib.suppress(UndecodableEventError):
                     mirror.apply(from_envelope(decode(orjson.dumps(event.envelope))))
             self._store(key, before, mirror)
-            if mirror.waiting:
+            if mirror.waiting or not mirror.settled:
                 # Its history is not whole (past retention): tried again when one of its events
                 # comes, not on every tick.
                 self.stalled.pop(key, None)

@@ -149,6 +149,17 @@ class RunMirror:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    @property
+    def settled(self) -> bool:
+        """False while the rows contradict each other in a way only a missing event explains: a
+        finished run with an attempt still queued or running (its result, on another topic than
+        the run's last change, has not come — or was lost). Nothing waits then, so without this
+        a lost result would go unnoticed (decision 0030)."""
+        run = next(iter(self._changes.run_inserts.values()), None)
+        if run is None or run["status"] not in FINISHED_RUN:
+            return True
+        return all(a["status"] not in ("queued", "running") for a in self._changes.attempt_inserts.values())
+
     # -- folding ---------------------------------------------------------------------------------
     def apply(self, event: Event) -> bool:
         """Fold one event (or keep it waiting for its row); False when it changes nothing."""

@@ -273,3 +273,21 @@ def test_revisions_survive_the_faust_table_round_trip() -> None:
     assert restored.waiting == 0
     assert restored.apply(planned(1)) is False
     assert {f.key: f for f in restored.facts()} == facts_of(in_order())
+
+
+def test_a_finished_run_whose_attempt_result_never_came_is_not_settled() -> None:
+    """The result is on stage-results, the run's last change on run-status: faust lost the former
+    once (decision 0030). The mirror says so, and analytics folds the run again from the outbox."""
+    lost_result = RunMirror()
+    for event in [requested(), planned(1), stage_started(2), attempt_started(), stage_finished(3)]:
+        lost_result.apply(event)
+    assert (lost_result.waiting, lost_result.settled) == (0, False)
+
+    whole = RunMirror()
+    for event in in_order():
+        whole.apply(event)
+    assert whole.settled
+    running = RunMirror()
+    for event in [requested(), planned(1), attempt_started()]:
+        running.apply(event)
+    assert running.settled  # a run still going may have active attempts
