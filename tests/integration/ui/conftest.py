@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
@@ -164,7 +165,11 @@ async def _until_healthy(live: LiveComet) -> None:
 
 
 def wait(driver: Chrome, timeout_s: float = WAIT_S) -> WebDriverWait[Chrome]:
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.1)
+    """Polls a condition; an element the page replaced while it was being read (live pages
+    rebuild their rows) is one more try, not a failure (seen in CI)."""
+    return WebDriverWait(
+        driver, timeout_s, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
 
 def sign_in(driver: Chrome, base_url: str, user: User) -> None:
