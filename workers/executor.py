@@ -155,13 +155,24 @@ async def _spawn(
     reader = asyncio.StreamReader(limit=CHUNK_BYTES)
     try:
         transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+            lambda: asyncio.StreamReaderProtocol(reader), _pipe_file(loop, read_fd)
         )
     except BaseException:
         _kill_group(proc.pid, signal.SIGKILL)
         await _reap(proc)
         raise
     return proc, reader, transport
+
+
+def _pipe_file(loop: asyncio.AbstractEventLoop, read_fd: int) -> Any:
+    """The pipe's read end as the file object `connect_read_pipe` takes. Under uvloop, libuv owns
+    the fd and closes it; a file object closing it as well closes a second time whatever took that
+    number meanwhile — another stage's workspace directory, a socket (MagicStack/uvloop#763; seen
+    here as "Bad file descriptor" in a workspace's removal and a file write landing in the wrong
+    place). So there the file object leaves the fd alone; asyncio's own loop closes it through the
+    file object, which must then own it."""
+    libuv_owns = type(loop).__module__.startswith("uvloop")
+    return os.fdopen(read_fd, "rb", buffering=0, closefd=not libuv_owns)
 
 
 async def _pump(reader: asyncio.StreamReader, on_output: OutputSink) -> None:

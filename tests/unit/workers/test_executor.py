@@ -273,3 +273,39 @@ async def test_missing_working_directory_raises_and_leaves_no_script_behind(tmp_
             script_dir=tmp_path / "scratch",
         )
     assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_under_uvloop_a_stage_closes_its_output_pipe_once_and_leaks_no_descriptor(tmp_path: Path) -> None:
+    """uvloop's pipe transport closes the pipe's fd itself (MagicStack/uvloop#763): a file object
+    closing it too would close whatever took that number meanwhile, so under uvloop the file object
+    leaves it alone. Then nothing else closes it: the stages must not leak it either, and a
+    descriptor opened after each stage (it takes the freed number) must stay open."""
+    import gc
+
+    import uvloop
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def stages() -> tuple[int, int, list[str]]:
+        lost = []
+        await run(tmp_path, "true")  # the loop's own descriptors, before counting
+        gc.collect()
+        before = open_fds()
+        for i in range(30):
+            result, _ = await run(tmp_path, f"echo {i}")
+            assert result.succeeded
+            probe = os.open(os.devnull, os.O_RDONLY)
+            gc.collect()
+            await asyncio.sleep(0.01)
+            try:
+                os.fstat(probe)
+                os.close(probe)
+            except OSError as exc:
+                lost.append(f"stage {i}: {exc}")
+        gc.collect()
+        return before, open_fds(), lost
+
+    before, after, lost = uvloop.run(stages())
+    assert lost == []
+    assert after <= before + 2, f"{after - before} descriptors leaked over 30 stages"
