@@ -28,6 +28,7 @@ from config.settings import DEFAULT_DATABASE_URL, DEFAULT_KAFKA, ApiSettings
 from db.engine import asyncpg_dsn
 from db.migrations import ALEMBIC_INI
 from db.repositories import users
+from tests.integration.api.oauth_provider import Provider, running_provider
 
 BASE_DB_URL = os.environ.get("COMET_DATABASE_URL", DEFAULT_DATABASE_URL)
 KAFKA = os.environ.get("COMET_KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA)
@@ -156,3 +157,26 @@ def make_project(client: httpx.AsyncClient) -> MakeProject:
         return project
 
     return make
+
+
+# -- OAuth: the local provider, an app configured for it, and a client keeping the flow's cookies --
+@pytest.fixture(scope="module")
+async def provider() -> AsyncIterator[Provider]:
+    async with running_provider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+async def oauth_app(api_db_url: str, provider: Provider) -> AsyncIterator[FastAPI]:
+    app = create_app(settings_for(api_db_url, **provider.settings()))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def browser(oauth_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """One browser: it keeps the cookies Comet sets (the sealed flow) between requests."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(oauth_app), base_url="http://comet.test"
+    ) as client:
+        yield client

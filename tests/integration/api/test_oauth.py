@@ -5,7 +5,6 @@ only verified e-mail addresses link to, or create, a Comet user."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -14,37 +13,14 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.app import create_app
 from api.auth.oauth import s256
 from db.models import AuditEntry, OAuthIdentity, User
-from tests.integration.api.conftest import MakeAccount, settings_for
-from tests.integration.api.oauth_provider import Account, Provider, running_provider
+from tests.integration.api.conftest import MakeAccount
+from tests.integration.api.oauth_provider import Account, Provider
 
 pytestmark = pytest.mark.integration
 
 PROVIDERS = ("github", "gitlab", "bitbucket")
-
-
-@pytest.fixture(scope="module")
-async def provider() -> AsyncIterator[Provider]:
-    async with running_provider() as provider:
-        yield provider
-
-
-@pytest.fixture(scope="module")
-async def oauth_app(api_db_url: str, provider: Provider) -> AsyncIterator[FastAPI]:
-    app = create_app(settings_for(api_db_url, **provider.settings()))
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def browser(oauth_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """One browser: it keeps the cookies Comet sets (the sealed flow) between requests."""
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(oauth_app), base_url="http://comet.test"
-    ) as client:
-        yield client
 
 
 def _account(*emails: tuple[str, bool, bool]) -> Account:

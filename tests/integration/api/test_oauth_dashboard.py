@@ -7,45 +7,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.app import create_app
 from db.models import AuditEntry, OAuthHandoff
-from tests.integration.api.conftest import settings_for
-from tests.integration.api.oauth_provider import CLIENT_ID, CLIENT_SECRET, Account, Provider, running_provider
+from tests.integration.api.oauth_provider import CLIENT_ID, CLIENT_SECRET, Account, Provider
 
 pytestmark = pytest.mark.integration
 
 EXCHANGE = "/api/v1/auth/oauth/exchange"
-
-
-@pytest.fixture(scope="module")
-async def provider() -> AsyncIterator[Provider]:
-    async with running_provider() as provider:
-        yield provider
-
-
-@pytest.fixture(scope="module")
-async def oauth_app(api_db_url: str, provider: Provider) -> AsyncIterator[FastAPI]:
-    app = create_app(settings_for(api_db_url, **provider.settings()))
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def browser(oauth_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """One browser: it keeps the cookies Comet sets (the sealed flow) between requests."""
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(oauth_app), base_url="http://comet.test"
-    ) as client:
-        yield client
 
 
 def _signed_in(provider: Provider, name: str, *, verified: bool = True) -> Account:
