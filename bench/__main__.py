@@ -7,6 +7,7 @@ running (`make services`). Progress goes to stderr, the report to stdout.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         "--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="sample every Comet process with py-spy into DIR (then: python -m bench.profile DIR)",
+    )
     return parser
 
 
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:<24} {s.summary}")
         return 0
     selected = _select(scenarios, args.scenario)
+    if args.profile:
+        os.environ["COMET_BENCH_PROFILE"] = os.path.abspath(args.profile)
     try:
         settings = load(CommonSettings)
     except SettingsError as exc:

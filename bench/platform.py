@@ -15,7 +15,10 @@ The database (`comet_bench_<hex>`) is created and migrated here and dropped at t
 namespace's topics are deleted, and every process started is stopped (SIGTERM, then SIGKILL)
 whatever happens, Ctrl-C included. Processes also get SIGTERM from the kernel if the bench
 process itself dies (PR_SET_PDEATHSIG), so none outlives it. Only 127.0.0.1 is used. With
-`COMET_BENCH_KEEP=1` the temporary directory (the processes' logs, the repository) is kept.
+`COMET_BENCH_KEEP=1` the temporary directory (the processes' logs, the repository) is kept. With
+`COMET_BENCH_PROFILE=<dir>` (`python -m bench --profile DIR`) every process is sampled by py-spy
+for its whole life, into `<dir>/NN-name.txt` (collapsed stacks; `python -m bench.profile DIR`
+prints the top costs of each).
 
 Each pipeline is one commit of the repository; triggers name its `sha`, so neither the
 orchestrator nor the workers fetch or resolve a ref per run (the mirror is cloned once).
@@ -60,6 +63,8 @@ from events.topics import Topics
 from schemas.roles import Role
 
 COMET = Path(sys.executable).with_name("comet")
+PY_SPY = Path(sys.executable).with_name("py-spy")
+PROFILE_RATE_HZ = 100
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -165,6 +170,7 @@ class CometProcess:
     popen: subprocess.Popen[bytes]
     stopping: bool = False
     settings: dict[str, object] = field(default_factory=dict)
+    profiler: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int:
@@ -203,6 +209,7 @@ class CometProcess:
                 await asyncio.sleep(0.05)
         if self.popen.poll() is None:
             self.kill()
+        self._await_profiler()
         return self.popen.returncode
 
     def kill(self) -> None:
@@ -212,9 +219,53 @@ class CometProcess:
                 self.popen.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(10)
+        self._await_profiler()
+
+    def _await_profiler(self) -> None:
+        """py-spy writes its file once its target has exited; give it a moment, then stop it."""
+        if self.profiler is None:
+            return
+        try:
+            self.profiler.wait(10)
+        except subprocess.TimeoutExpired:
+            self.profiler.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.profiler.wait(5)
 
 
 # -- the platform ------------------------------------------------------------------------------
+
+
+def _profile(pid: int, name: str) -> subprocess.Popen[bytes] | None:
+    """With `COMET_BENCH_PROFILE=<dir>`, py-spy samples `pid` (and its children) into
+    `<dir>/<name>.txt` until it exits; None otherwise."""
+    directory = os.environ.get("COMET_BENCH_PROFILE")
+    if not directory:
+        return None
+    if not PY_SPY.exists():
+        raise PlatformError(f"COMET_BENCH_PROFILE is set but {PY_SPY} is missing (uv sync installs it)")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / f"{name}.py-spy.log").open("ab") as err:
+        return subprocess.Popen(
+            [
+                str(PY_SPY),
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses", "--gil", "--nonblocking",
+                "--format",
+                "raw",
+                "--rate",
+                str(PROFILE_RATE_HZ),
+                "--output",
+                str(out / f"{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, no locks
+        )
 
 
 def _free_port() -> int:
@@ -361,6 +412,7 @@ class Platform:
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, no locks
             )
         proc = CometProcess(name, list(args), log, popen, settings=dict(extra))
+        proc.profiler = _profile(popen.pid, log.name.removesuffix(".log"))
         self.processes.append(proc)
         return proc
 
