@@ -101,17 +101,25 @@ class Notifier:
             return
         queued = 0
         async with self._sessions.begin() as session:
-            fresh = await claim_new(session, self._consumer, [r.envelope.event_id for r in wanted])
-            received = [r for r in wanted if r.envelope.event_id in fresh]
             runs = await repo.run_with_project(
-                session, [uuid.UUID(str(r.envelope.payload["run_id"])) for r in received]
+                session, [uuid.UUID(str(r.envelope.payload["run_id"])) for r in wanted]
             )
             if not runs:
                 return
             followers = await repo.subscribers(session, list({run.project_id for run, _ in runs.values()}))
-            for r in received:
-                found = runs.get(uuid.UUID(str(r.envelope.payload["run_id"])))
-                if found is None or found[0].project_id not in followers:
+            # Only events of followed projects are claimed: the others write nothing, not even an
+            # inbox row (a project followed later gets the notices of the events after that).
+            followed = [
+                (r, found)
+                for r in wanted
+                if (found := runs.get(uuid.UUID(str(r.envelope.payload["run_id"])))) is not None
+                and found[0].project_id in followers
+            ]
+            if not followed:
+                return
+            fresh = await claim_new(session, self._consumer, [r.envelope.event_id for r, _ in followed])
+            for r, found in followed:
+                if r.envelope.event_id not in fresh:
                     continue
                 notices = await self._notices(session, r, _run_facts(*found))
                 queued += await self._enqueue(session, notices, followers[found[0].project_id])

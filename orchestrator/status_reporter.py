@@ -50,15 +50,25 @@ class StatusReporter:
         self._stopping = False
 
     async def handle(self, batch: list[Received]) -> None:
-        """Queue one report per run state change seen for the first time."""
+        """Queue one report per run state change seen for the first time, for runs with a commit to
+        report on. Other events, and changes of runs with no target (triggered through the API
+        without a Git host behind them), write nothing: not even an inbox row."""
+        changes = [r for r in batch if r.envelope.type == RunStatusChanged.TYPE]
+        if not changes:
+            return
+        queued = False
         async with self._sessions.begin() as session:
-            fresh = await claim_new(session, self._consumer, [r.envelope.event_id for r in batch])
-            for r in batch:
-                if r.envelope.event_id not in fresh or r.envelope.type != RunStatusChanged.TYPE:
-                    continue
+            targeted: list[tuple[Received, RunStatusChanged, reports.Target]] = []
+            for r in changes:
                 change = RunStatusChanged.model_validate(r.envelope.payload)
                 target = await reports.target_for(session, self._box, change.run_id)
-                if target is None:
+                if target is not None:
+                    targeted.append((r, change, target))
+            if not targeted:
+                return
+            fresh = await claim_new(session, self._consumer, [r.envelope.event_id for r, _, _ in targeted])
+            for r, change, target in targeted:
+                if r.envelope.event_id not in fresh:
                     continue
                 status = RunStatus(change.status)
                 request = status_request(
@@ -80,7 +90,9 @@ class StatusReporter:
                     state=request.state,
                     request=request.as_dict(),
                 )
-        self._wake.set()
+                queued = True
+        if queued:
+            self._wake.set()
 
     async def send_due(self, client: httpx.AsyncClient) -> int:
         sent = 0
