@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from config.settings import WorkerSettings
 from db.crypto import SecretBox
 from db.projection import record_result
 from db.repositories.attempts import Claim
-from db.repositories.secrets import decrypted_secrets
+from db.repositories.secrets import decrypt_secrets, decrypted_secrets, encrypted_secrets_of
 from db.repositories.test_results import AttemptRef, store_reports
 from events.envelope import new_envelope
 from events.faults import is_transient, retry_transient
@@ -49,6 +49,8 @@ class RunningAttempt:
     # Set when the worker stops before the stage finished (drain timeout): the attempt is
     # reported lost at once, so it is retried now rather than after its lease expires.
     handed_back: bool = False
+    # The project's secrets for this stage, read with the claim (None: read them when it starts).
+    secrets: dict[str, str] | None = None
 
 
 def stage_environment(claim: Claim, workspace: str) -> dict[str, str]:
@@ -112,7 +114,9 @@ class AttemptRunner:
 
     async def run(self, attempt: RunningAttempt) -> None:
         claim = attempt.claim
-        secrets = await retry_transient(lambda: self._secrets(claim), what="reading the stage's secrets")
+        secrets = attempt.secrets
+        if secrets is None:
+            secrets = await retry_transient(lambda: self._secrets(claim), what="reading the stage's secrets")
         shipper = LogShipper(
             self._sessions,
             claim.attempt_id,
@@ -123,19 +127,21 @@ class AttemptRunner:
         )
         shipper.start()
         workspace = self._workspaces.create(str(claim.attempt_id))
+        # The workspace goes once the result is committed (or given up): deleting it is not on the
+        # way from the script's end to the next stage's start.
         try:
-            ran = await self._run_stage(attempt, workspace, shipper, secrets)
-        finally:
             try:
-                await shipper.close()
+                ran = await self._run_stage(attempt, workspace, shipper, secrets)
             finally:
-                self._workspaces.remove(workspace)
-        ended = datetime.now(UTC)
-        outcome = _outcome(ran.result, ran.failure, AttemptStatus.FAILED)
-        if attempt.handed_back:
-            reason = f"worker {self._worker_id} shut down before the stage finished (drain timeout)"
-            outcome = _outcome(None, (FailureKind.LOST_WORKER.value, reason), AttemptStatus.LOST)
-        await self._hold_until_reported(attempt, shipper, outcome, ended, ran.reports)
+                await shipper.close()
+            ended = datetime.now(UTC)
+            outcome = _outcome(ran.result, ran.failure, AttemptStatus.FAILED)
+            if attempt.handed_back:
+                reason = f"worker {self._worker_id} shut down before the stage finished (drain timeout)"
+                outcome = _outcome(None, (FailureKind.LOST_WORKER.value, reason), AttemptStatus.LOST)
+            await self._hold_until_reported(attempt, shipper, outcome, ended, ran.reports)
+        finally:
+            self._workspaces.remove(workspace)
 
     async def _run_stage(
         self, attempt: RunningAttempt, workspace: Workspace, shipper: LogShipper, secrets: dict[str, str]
@@ -206,6 +212,22 @@ class AttemptRunner:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def prefetch_secrets(self, session: AsyncSession, attempts: Sequence[RunningAttempt]) -> None:
+        """Read the secrets of the attempts being claimed in the claim's own transaction (one query
+        for all their projects), so a stage starts without another round trip. An attempt whose
+        secrets cannot be decrypted here is left to read them when it starts, and fail there."""
+        if self._box is None:
+            return
+        trusted = [a for a in attempts if not a.claim.trigger.get("fork")]
+        encrypted = await encrypted_secrets_of(session, {a.claim.project_id for a in trusted})
+        for attempt in trusted:
+            try:
+                attempt.secrets = decrypt_secrets(
+                    self._box, attempt.claim.project_id, encrypted[attempt.claim.project_id]
+                )
+            except Exception as exc:
+                log.warning("secrets not readable at claim; read again at start", error=repr(exc))
 
     async def _secrets(self, claim: Claim) -> dict[str, str]:
         """The project's secrets for this stage; none for untrusted triggers (fork pull requests)."""

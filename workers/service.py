@@ -91,8 +91,8 @@ class WorkerService:
                 claims = await attempts_repo.claim_many(
                     session, ids, self.worker_id, self.settings.lease_s, self.settings.labels
                 )
-                await self._record_starts(session, claims, dispatched)
-            self._start(claims)
+                attempts = await self._record_starts(session, claims, dispatched)
+            self._start(attempts)
 
     async def _claim_queued(self) -> None:
         """Claim, oldest first, attempts of this pool queued in Postgres, up to the free slots:
@@ -121,8 +121,8 @@ class WorkerService:
                             limit=self._free_slots(),
                             labels=self.settings.labels,
                         )
-                        await self._record_starts(session, claims, {})
-                    self._start(claims)
+                        attempts = await self._record_starts(session, claims, {})
+                    self._start(attempts)
             except Exception as exc:
                 log.warning("claiming queued attempts failed", error=repr(exc))
                 continue
@@ -135,7 +135,8 @@ class WorkerService:
 
     async def _record_starts(
         self, session: AsyncSession, claims: list[attempts_repo.Claim], causes: dict[uuid.UUID, Envelope]
-    ) -> None:
+    ) -> list[RunningAttempt]:
+        """In the claim's transaction: the claims' `attempt.started` events, and their secrets."""
         events = []
         for claim in claims:
             cause = causes.get(claim.attempt_id)
@@ -157,12 +158,15 @@ class WorkerService:
             )
             events.append(PendingEvent(self.backbone.topics.stage_results, envelope))
         await add_events(session, events)
+        attempts = [RunningAttempt(claim) for claim in claims]
+        await self.runner.prefetch_secrets(session, attempts)
+        return attempts
 
-    def _start(self, claims: list[attempts_repo.Claim]) -> None:
-        if claims:
+    def _start(self, attempts: list[RunningAttempt]) -> None:
+        if attempts:
             self.backbone.wake_relay()
-        for claim in claims:
-            attempt = RunningAttempt(claim)
+        for attempt in attempts:
+            claim = attempt.claim
             self.running[claim.attempt_id] = attempt
             with structlog.contextvars.bound_contextvars(run_id=str(claim.run_id), stage=claim.stage):
                 log.info("attempt claimed", attempt=claim.number, token=claim.fencing_token)

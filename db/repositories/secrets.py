@@ -4,6 +4,7 @@ only by workers, which inject them into a stage's environment and mask them in i
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Mapping
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -53,4 +54,29 @@ async def decrypted_secrets(session: AsyncSession, box: SecretBox, project_id: u
     return {
         r.name: box.decrypt(r.ciphertext, context=_context(project_id, r.name)).decode("utf-8", "replace")
         for r in rows
+    }
+
+
+async def encrypted_secrets_of(
+    session: AsyncSession, project_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, bytes]]:
+    """The ciphertexts of these projects' secrets in one query: every project asked for is a key
+    (with no secrets, an empty dict). Decrypt each with `decrypt_secrets`."""
+    found: dict[uuid.UUID, dict[str, bytes]] = {project_id: {} for project_id in project_ids}
+    if not found:
+        return found
+    rows = await session.execute(
+        select(ProjectSecret.project_id, ProjectSecret.name, ProjectSecret.ciphertext).where(
+            ProjectSecret.project_id.in_(list(found))
+        )
+    )
+    for r in rows:
+        found[r.project_id][r.name] = r.ciphertext
+    return found
+
+
+def decrypt_secrets(box: SecretBox, project_id: uuid.UUID, encrypted: Mapping[str, bytes]) -> dict[str, str]:
+    return {
+        name: box.decrypt(ciphertext, context=_context(project_id, name)).decode("utf-8", "replace")
+        for name, ciphertext in encrypted.items()
     }

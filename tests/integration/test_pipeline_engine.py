@@ -280,6 +280,26 @@ stages:
     assert log.count("***") == 2
 
 
+async def test_stages_of_two_projects_claimed_together_each_get_their_own_projects_secrets(
+    platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
+) -> None:
+    # A worker reads the secrets of everything it claims in the claim's transaction, in one query.
+    projects = []
+    for name in ("alpha", "beta"):
+        definition = f'stages:\n  check:\n    run: test "$TOKEN" = "token-of-{name}"\n'
+        project = await _project(sessions, tmp_path / name, definition)
+        async with sessions.begin() as session:
+            await put_secret(session, SecretBox(TEST_SECRET_KEY), project, "TOKEN", f"token-of-{name}")
+        projects.append(project)
+    plain = await _project(sessions, tmp_path / "plain", 'stages:\n  check:\n    run: test -z "${TOKEN:-}"\n')
+
+    topics = Topics(namespace)
+    started = [await start_run(sessions, topics, p) for p in [*projects, plain]]
+    runs = await asyncio.gather(*(wait_for_run(sessions, r) for r in started))
+
+    assert [r.status for r in runs] == ["succeeded"] * 3, [r.failure_reason for r in runs]
+
+
 async def test_a_retry_waits_out_its_backoff_before_the_next_attempt(
     platform: Platform, sessions: async_sessionmaker[AsyncSession], namespace: str, tmp_path: Path
 ) -> None:

@@ -73,8 +73,10 @@ async def test_a_drain_waits_for_the_claim_in_flight_and_runs_what_it_claimed(
         await committed.wait()  # the transaction commits only after the stop arrived
         return [claim]
 
-    async def no_start_events(_: AsyncSession, __: list[Claim], ___: dict[uuid.UUID, Envelope]) -> None:
-        return None
+    async def no_start_events(
+        _: AsyncSession, claims: list[Claim], __: dict[uuid.UUID, Envelope]
+    ) -> list[RunningAttempt]:
+        return [RunningAttempt(c) for c in claims]
 
     async def run_stage(attempt: RunningAttempt) -> None:
         await asyncio.sleep(0.2)
