@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import OrchestratorSettings
@@ -556,3 +556,38 @@ async def test_a_receiver_that_never_answers_costs_one_bounded_attempt(
             writer.close()
         silent.close()
         await silent.wait_closed()
+
+
+async def test_an_event_of_a_project_nobody_follows_writes_nothing_and_one_followed_later_is_announced(
+    own_sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    sessions = own_sessions
+    project_id, run_id = await _project_and_run(sessions, tmp_path)
+    notifier = _notifier(sessions, OutboundAllow())
+    unfollowed = await _attempt_with_flaky_cases(sessions, project_id, run_id, ["k-1"])
+
+    await notifier.handle([unfollowed])
+
+    async with sessions() as session:
+        inbox = await session.scalar(
+            text("SELECT count(*) FROM inbox WHERE consumer = :c"), {"c": notifier._consumer}
+        )
+    assert inbox == 0, "an event nobody follows claimed an inbox row"
+
+    async with sessions.begin() as session:
+        hook = await notifications.create(
+            session,
+            SecretBox(TEST_SECRET_KEY),
+            project_id=project_id,
+            kind="webhook",
+            url="https://hooks.example.com/comet",
+            shown_url="https://hooks.example.com/comet",
+            events=["test.flaky"],
+            secret="s3cret",
+        )
+    _, later_run = await _project_and_run(sessions, tmp_path, project_id)
+    followed = await _attempt_with_flaky_cases(sessions, project_id, later_run, ["k-2"])
+    await notifier.handle([followed])
+    await notifier.handle([followed])  # redelivered: now claimed, so a no-op
+
+    assert [json.loads(d.body)["data"]["key"] for d in await _deliveries(sessions, hook.id)] == ["k-2"]
