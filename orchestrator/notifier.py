@@ -101,9 +101,12 @@ class Notifier:
             return
         queued = 0
         async with self._sessions.begin() as session:
-            runs = await repo.run_with_project(
+            followed_runs = await repo.followed_runs(
                 session, [uuid.UUID(str(r.envelope.payload["run_id"])) for r in wanted]
             )
+            if not followed_runs:
+                return
+            runs = await repo.run_with_project(session, list(followed_runs))
             if not runs:
                 return
             followers = await repo.subscribers(session, list({run.project_id for run, _ in runs.values()}))

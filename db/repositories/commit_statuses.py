@@ -4,6 +4,7 @@ states of the same run (so a slow retry never sets an older state over a newer o
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,25 @@ def _context(project_id: uuid.UUID) -> bytes:
 
 def encrypt_token(box: SecretBox, project_id: uuid.UUID, token: str) -> bytes:
     return box.encrypt(token.encode(), context=_context(project_id))
+
+
+_REPORTED = text(
+    """
+    SELECT r.id FROM runs r JOIN projects p ON p.id = r.project_id
+     WHERE r.id = ANY(CAST(:ids AS uuid[])) AND r.sha IS NOT NULL AND p.provider_repo IS NOT NULL
+       AND EXISTS (SELECT 1 FROM integrations i
+                    WHERE i.project_id = p.id AND i.kind = :kind AND i.enabled AND i.secret_ciphertext IS NOT NULL)
+    """
+)
+
+
+async def reported_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these runs have somewhere to be reported (`target_for` would find a target), in
+    one query: the runs of projects without a commit-status integration cost no more than this."""
+    if not run_ids:
+        return set()
+    rows = await session.execute(_REPORTED, {"ids": list(set(run_ids)), "kind": INTEGRATION_KIND})
+    return {r.id for r in rows}
 
 
 async def target_for(session: AsyncSession, box: SecretBox, run_id: uuid.UUID) -> Target | None:

@@ -87,6 +87,25 @@ class Subscriber:
     events: list[str]
 
 
+_FOLLOWED = text(
+    """
+    SELECT r.id FROM runs r
+     WHERE r.id = ANY(CAST(:ids AS uuid[]))
+       AND EXISTS (SELECT 1 FROM integrations i
+                    WHERE i.project_id = r.project_id AND i.enabled AND i.kind = ANY(CAST(:kinds AS text[])))
+    """
+)
+
+
+async def followed_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these runs belong to a project with an enabled notification integration: one
+    index lookup each, so events nobody follows cost no more than this."""
+    if not run_ids:
+        return set()
+    rows = await session.execute(_FOLLOWED, {"ids": list(set(run_ids)), "kinds": list(KINDS)})
+    return {r.id for r in rows}
+
+
 async def subscribers(
     session: AsyncSession, project_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[Subscriber]]:
