@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-REQUIRED = "0011"
+REQUIRED = "0012"
 
 
 async def database_revision(connection: AsyncConnection) -> str | None:

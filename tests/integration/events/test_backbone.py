@@ -7,15 +7,18 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import OrchestratorSettings
+from db.engine import asyncpg_dsn
 from db.models import DeadLetter, OutboxEvent
 from events.backbone import Backbone
 from events.consumer import EventConsumer, Received
@@ -179,14 +182,32 @@ async def test_committed_offsets_mean_a_restarted_consumer_does_not_see_old_even
     assert first.event_id not in again.seen
 
 
-async def test_the_outbox_trigger_notifies_listeners_on_insert(backbone: Backbone) -> None:
-    async with backbone.sessions() as session:
-        count = (
-            await session.execute(
-                select(func.count()).select_from(text("pg_trigger")).where(text("tgname = 'outbox_notify'"))
-            )
-        ).scalar_one()
-    assert count == 1
+async def test_an_outbox_insert_wakes_other_relays_only_for_rows_nobody_hands_off(own_database: str) -> None:
+    """Rows the writer hands to Kafka itself (`handoff_until`) or that are history only need no
+    other relay (decision 0033); a row written by a process without a running relay does."""
+    listener = await asyncpg.connect(asyncpg_dsn(own_database))
+    writer = await asyncpg.connect(asyncpg_dsn(own_database))
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener("comet_outbox", lambda *args: heard.put_nowait(args[-1]))
+    insert = (
+        "INSERT INTO outbox (event_id, event_type, topic, key, envelope, published_at, handoff_until) "
+        "VALUES ($1, 'run.cancel_requested', 't', 'k', '{}', $2, $3)"
+    )
+    try:
+        handed_off = await writer.execute(
+            insert, uuid.uuid4(), None, datetime.now(UTC) + timedelta(seconds=5)
+        )
+        history_only = await writer.execute(insert, uuid.uuid4(), datetime.now(UTC), None)
+        unhandled = await writer.execute(insert, uuid.uuid4(), None, None)
+        assert [handed_off, history_only, unhandled] == ["INSERT 0 1"] * 3
+        # Notifications arrive in commit order: once the third insert's is heard, any from the
+        # first two would have been heard before it.
+        async with asyncio.timeout(10):
+            await heard.get()
+        assert heard.empty()
+    finally:
+        await listener.close()
+        await writer.close()
 
 
 class SlowProducer(EventProducer):
