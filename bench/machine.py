@@ -136,11 +136,23 @@ def describe_cpu(spent: dict[str, float], per: int, unit: str) -> str:
     text = f"CPU per {unit}: " + ", ".join(parts)
     if "machine" in spent:
         rest = spent["machine"] - sum(ours.values())
+        unnamed = [
+            label for key, label in (("postgres", "PostgreSQL"), ("kafka", "Kafka")) if key not in ours
+        ]
         text += (
-            f"; rest of the machine {rest * 1000 / per:.1f} ms (PostgreSQL, Kafka, anything else running);"
+            f"; rest of the machine {rest * 1000 / per:.1f} ms ({', '.join([*unnamed, 'anything else running'])});"
             f" machine total {spent['machine']:.1f} CPU-s"
         )
     return text
+
+
+def by_role(spent: dict[str, float]) -> dict[str, float]:
+    """CPU seconds with the services' processes summed per service: `postgres/45` → postgres."""
+    out: dict[str, float] = {}
+    for name, seconds in spent.items():
+        role = name.partition("/")[0]
+        out[role] = out.get(role, 0.0) + seconds
+    return out
 
 
 def is_kafka_broker(cmdline: str) -> bool:

@@ -24,7 +24,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from bench.machine import CpuLedger, describe_cpu
+from bench.machine import CpuLedger, by_role, describe_cpu
 from bench.platform import (
     CometProcess,
     Platform,
@@ -149,7 +149,7 @@ async def _idle_latencies(ctx: BenchContext, p: Platform, samples: int, cap_s: f
     kafka = ctx.references.kafka.p50
     triggered = []
     xacts_before = await p.transactions()
-    ledger = _ledger(p)
+    ledger = await _ledger(p)
     deadline = time.monotonic() + cap_s
     for _ in range(samples):
         t = await trigger(p, "fan-in")
@@ -159,7 +159,7 @@ async def _idle_latencies(ctx: BenchContext, p: Platform, samples: int, cap_s: f
             break
     if len(triggered) < samples:
         ctx.note(f"idle: time cap of {cap_s:.0f} s reached after {len(triggered)} of {samples} runs")
-    spent = ledger.spent()
+    spent = await _spent(p, ledger)
     await asyncio.sleep(STATS_LAG_S)
     xacts = await p.transactions() - xacts_before
     by_run = await timings(p, [t.run_id for t in triggered])
@@ -237,8 +237,15 @@ def _describe_xacts(xacts: Transactions, per: int, unit: str) -> str:
     )
 
 
-def _ledger(p: Platform) -> CpuLedger:
-    return CpuLedger({proc.name: proc.pid for proc in p.processes if proc.alive})
+async def _ledger(p: Platform) -> CpuLedger:
+    """Comet's processes, and PostgreSQL's and Kafka's (shown apart: they are part of the cost)."""
+    return CpuLedger(
+        {**{proc.name: proc.pid for proc in p.processes if proc.alive}, **await p.service_pids()}
+    )
+
+
+async def _spent(p: Platform, ledger: CpuLedger) -> dict[str, float]:
+    return by_role(ledger.spent(await p.service_pids()))
 
 
 def _note_failures(ctx: BenchContext, what: str, rows: list[RunTimings]) -> None:
@@ -270,7 +277,7 @@ async def _throughput(
         )
     started = time.monotonic()
     xacts_before = await p.transactions()
-    ledger = _ledger(p)
+    ledger = await _ledger(p)
     batch = await trigger_batch(p, pipeline, runs)
     ids = [t.run_id for t in batch]
     try:
@@ -291,7 +298,7 @@ async def _throughput(
         _note_failures(ctx, f"{workers} worker(s)", list((await timings(p, ids)).values()))
         if result.succeeded != result.total:
             ctx.note(f"{workers} worker(s): {result.total - result.succeeded} stages did not succeed")
-    spent = ledger.spent()
+    spent = await _spent(p, ledger)
     await asyncio.sleep(STATS_LAG_S)
     xacts = await p.transactions() - xacts_before
     ctx.note(f"{label}: " + describe_cpu(spent, result.succeeded, "stage"))

@@ -12,6 +12,7 @@ from bench.machine import (
     CpuMeter,
     CpuTimes,
     busy_share,
+    by_role,
     describe_cpu,
     is_kafka_broker,
     kafka_broker_pids,
@@ -60,6 +61,15 @@ def test_describe_cpu_gives_each_process_share_per_unit_and_the_rest_of_the_mach
     assert text == (
         "CPU per stage: api 5.0 ms, worker0 15.0 ms, bench 2.0 ms; rest of the machine 20.0 ms "
         "(PostgreSQL, Kafka, anything else running); machine total 4.2 CPU-s"
+    )
+
+
+def test_services_measured_apart_are_named_and_left_out_of_the_rest() -> None:
+    spent = by_role({"api": 0.5, "postgres/11": 0.4, "postgres/12": 0.6, "kafka/9": 0.8, "machine": 3.0})
+    assert spent == {"api": 0.5, "postgres": 1.0, "kafka": 0.8, "machine": 3.0}
+    assert describe_cpu(spent, 100, "stage") == (
+        "CPU per stage: api 5.0 ms, postgres 10.0 ms, kafka 8.0 ms; rest of the machine 7.0 ms "
+        "(anything else running); machine total 3.0 CPU-s"
     )
 
 
