@@ -141,7 +141,10 @@ class AttemptRunner:
                 outcome = _outcome(None, (FailureKind.LOST_WORKER.value, reason), AttemptStatus.LOST)
             await self._hold_until_reported(attempt, shipper, outcome, ended, ran.reports)
         finally:
-            self._workspaces.remove(workspace)
+            # Off the event loop: a tree of files takes milliseconds to delete, and other stages'
+            # results wait on the loop meanwhile. Shielded: a cancelled stage still gets its
+            # workspace deleted and its lock given up.
+            await asyncio.shield(asyncio.to_thread(self._workspaces.remove, workspace))
 
     async def _run_stage(
         self, attempt: RunningAttempt, workspace: Workspace, shipper: LogShipper, secrets: dict[str, str]

@@ -117,7 +117,13 @@ async def load_for_update(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -
             created_by=run.created_by,
         )
         loaded[run.id] = LoadedRun(state, {s.name: s.id for s in rows}, run.revision)
-    await _load_deployments(session, ids, loaded)
+    # Only a stage with an environment ever has deployments (decision 0027): most batches have none.
+    deploying = [
+        run_id
+        for run_id, lr in loaded.items()
+        if any(s.spec.get("environment") for s in by_run.get(run_id, []))
+    ]
+    await _load_deployments(session, deploying, loaded)
     return loaded
 
 
@@ -169,6 +175,8 @@ async def _load_deployments(
     session: AsyncSession, run_ids: list[uuid.UUID], loaded: dict[uuid.UUID, LoadedRun]
 ) -> None:
     """Each deploying stage's latest deployment into its run's state (decision 0027)."""
+    if not run_ids:
+        return
     rows = (
         await session.scalars(
             select(Deployment).where(Deployment.run_id.in_(run_ids)).order_by(Deployment.number)
