@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import OutboxEvent
 from events.envelope import Envelope
 
 
@@ -27,6 +26,12 @@ class PendingEvent:
     envelope: Envelope
     # Kept in the run's history but never published (marked published as it is written).
     history_only: bool = False
+    # The envelope as JSON, made once when the row is written: the same bytes go to Kafka.
+    encoded: bytes | None = None
+
+    def value(self) -> bytes:
+        """The Kafka message value: the envelope's JSON."""
+        return self.encoded if self.encoded is not None else self.envelope.encode()
 
 
 # Session info key: the events written in the session's current transaction, to publish on commit.
@@ -44,6 +49,21 @@ def _run_id(envelope: Envelope) -> uuid.UUID | None:
     return uuid.UUID(value) if isinstance(value, str) else None
 
 
+# One statement for a transaction's events, whatever their number (the same prepared statement
+# every time); WITH ORDINALITY keeps the ids, and so one key's publication order, in write order.
+_INSERT = text(
+    """
+    INSERT INTO outbox (event_id, event_type, topic, key, envelope, run_id, published_at, handoff_until)
+    SELECT event_id, event_type, topic, key, envelope, run_id, published_at, handoff_until
+      FROM unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]), CAST(:topics AS text[]),
+                  CAST(:keys AS text[]), CAST(:envelopes AS jsonb[]), CAST(:run_ids AS uuid[]),
+                  CAST(:published AS timestamptz[]), CAST(:until AS timestamptz[]))
+           WITH ORDINALITY AS e(event_id, event_type, topic, key, envelope, run_id, published_at, handoff_until, n)
+     ORDER BY n
+    """
+)
+
+
 async def add_events(session: AsyncSession, events: Sequence[PendingEvent]) -> None:
     """Stage `events` for publication as part of `session`'s transaction (one INSERT for all)."""
     if not events:
@@ -51,20 +71,18 @@ async def add_events(session: AsyncSession, events: Sequence[PendingEvent]) -> N
     now = datetime.now(UTC)
     hands_off = session.info.get(HANDS_OFF)
     until = now + HANDOFF_GRACE if hands_off is not None and hands_off() else None
+    written = [e if e.encoded is not None else replace(e, encoded=e.value()) for e in events]
     await session.execute(
-        insert(OutboxEvent),
-        [
-            {
-                "event_id": e.envelope.event_id,
-                "event_type": e.envelope.type,
-                "topic": e.topic,
-                "key": e.envelope.key,
-                "envelope": e.envelope.model_dump(mode="json"),
-                "run_id": _run_id(e.envelope),
-                "published_at": now if e.history_only else None,
-                "handoff_until": None if e.history_only else until,
-            }
-            for e in events
-        ],
+        _INSERT,
+        {
+            "event_ids": [e.envelope.event_id for e in written],
+            "types": [e.envelope.type for e in written],
+            "topics": [e.topic for e in written],
+            "keys": [e.envelope.key for e in written],
+            "envelopes": [e.value().decode() for e in written],
+            "run_ids": [_run_id(e.envelope) for e in written],
+            "published": [now if e.history_only else None for e in written],
+            "until": [None if e.history_only else until for e in written],
+        },
     )
-    session.info.setdefault(COMMITTED, []).extend(e for e in events if not e.history_only)
+    session.info.setdefault(COMMITTED, []).extend(e for e in written if not e.history_only)

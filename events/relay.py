@@ -1,8 +1,9 @@
 """The outbox relay: publishes committed outbox rows to Kafka and marks them published.
 
 Events a transaction of this process commits are handed straight to the producer
-(`publish_committed`, from the backbone's sessions) and their rows marked published: no round trip
-through the table on the hot path. The relay itself publishes the rest: woken by `LISTEN
+(`publish_committed`, from the backbone's sessions) and their rows marked published — by one
+UPDATE for all the hand-offs that completed meanwhile, not one each: no round trip through the
+table on the hot path. The relay itself publishes the rest: woken by `LISTEN
 comet_outbox` (a trigger notifies on every insert, delivered at commit), by `wake()`, and by a slow
 sweep as a safety net. Rows are
 taken with `FOR UPDATE SKIP LOCKED`, so relays in several processes share the work without
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +56,9 @@ NOTIFY_GRACE_S = 0.05
 # locked, and every other relay skips locked rows (seen: a run's request never published).
 PUBLISH_TIMEOUT_S = 45.0
 HELD_BACK_RETRY_S = 0.02
+# Handed-off events waiting to be marked published, at most (a long database outage): past it they
+# are not queued, and are published again once their hand-off window has passed.
+MARK_QUEUE_MAX = 50_000
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
 _MARK_EVENTS = text(
     "UPDATE outbox SET published_at = now() WHERE event_id = ANY(:ids) AND published_at IS NULL"
@@ -93,6 +98,8 @@ class OutboxRelay:
         self._holding = False
         self._running = False
         self._handoffs: set[asyncio.Task[None]] = set()
+        self._to_mark: list[uuid.UUID] = []
+        self._mark_wanted = asyncio.Event()
         self._last_enqueued: asyncio.Event | None = None
 
     def wake(self) -> None:
@@ -131,14 +138,10 @@ class OutboxRelay:
             async with asyncio.timeout(self._publish_timeout_s):
                 await self._admin.ensure(sorted({e.topic for e in events}))
                 await self._producer.send_many(
-                    [OutgoingMessage(e.topic, e.envelope.key.encode(), e.envelope.encode()) for e in events],
+                    [OutgoingMessage(e.topic, e.envelope.key.encode(), e.value()) for e in events],
                     enqueued=enqueued,
                 )
-            async with self._sessions.begin() as session:
-                # Not waited for on disk: a mark lost in a crash only publishes the row again,
-                # which consumers' inboxes absorb.
-                await session.execute(_ASYNC_COMMIT)
-                await session.execute(_MARK_EVENTS, {"ids": [e.envelope.event_id for e in events]})
+            self._mark_later([e.envelope.event_id for e in events])
         except Exception as exc:
             log.info("hand-off to Kafka failed; the relay publishes from the outbox", error=repr(exc))
             with contextlib.suppress(Exception):  # else they wait out their hand-off grace
@@ -149,6 +152,44 @@ class OutboxRelay:
         finally:
             enqueued.set()  # the next hand-off never waits on a failed one
         self.published += len(events)
+
+    def _mark_later(self, event_ids: list[uuid.UUID]) -> None:
+        """Queue handed-off events to be marked published by the marker: one UPDATE for all the
+        hand-offs that completed while the previous one ran (a mark needs no hurry: relays leave
+        the rows alone for the hand-off window, and a mark never made only publishes again)."""
+        if len(self._to_mark) < MARK_QUEUE_MAX:
+            self._to_mark.extend(event_ids)
+        self._mark_wanted.set()
+
+    async def _mark_published(self) -> None:
+        """Mark what is queued; on failure the ids stay queued for the next try."""
+        ids, self._to_mark = self._to_mark, []
+        if not ids:
+            return
+        try:
+            async with self._sessions.begin() as session:
+                # Not waited for on disk: a mark lost in a crash only publishes the row again,
+                # which consumers' inboxes absorb.
+                await session.execute(_ASYNC_COMMIT)
+                await session.execute(_MARK_EVENTS, {"ids": ids})
+        except Exception as exc:
+            log.info("could not mark handed-off events published yet", error=repr(exc), events=len(ids))
+            self._to_mark[:0] = ids[: max(MARK_QUEUE_MAX - len(self._to_mark), 0)]
+            raise
+
+    async def _marker(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._mark_wanted.wait()
+            self._mark_wanted.clear()
+            await asyncio.sleep(0)  # the hand-offs completing in this same pass join the batch
+            try:
+                await self._mark_published()
+                backoff = 0.1
+            except Exception:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._mark_wanted.set()
 
     def _on_notify(self) -> None:
         self._notified.set()
@@ -199,6 +240,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until `stop()`; survives Kafka and Postgres outages by retrying with backoff."""
         listener = asyncio.create_task(self._listen()) if self._dsn else None
+        marker = asyncio.create_task(self._marker(), name="outbox-marker")
         backoff = 0.1
         hold = HELD_BACK_RETRY_S
         self._running = True
@@ -223,6 +265,12 @@ class OutboxRelay:
             self._running = False
             if self._handoffs:
                 await asyncio.wait(set(self._handoffs), timeout=5)
+            marker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await marker
+            with contextlib.suppress(Exception):  # last marks; unmarked rows are published again
+                async with asyncio.timeout(5):
+                    await self._mark_published()
             if listener:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -269,3 +269,49 @@ async def _read_all(bootstrap: str, topic: str) -> list[uuid.UUID]:
     finally:
         await consumer.stop()
     return seen
+
+
+async def test_hand_offs_completed_together_are_marked_published_in_one_statement_and_a_failed_mark_is_kept(
+    common_env: dict[str, Any], own_database: str
+) -> None:
+    # A database of its own and a relay that is not running: only the marks below touch the rows.
+    settings = OrchestratorSettings(
+        **{**common_env, "database_url": own_database, "topic_namespace": "marks"}
+    )
+    backbone = Backbone(settings, "marks")
+    relay = backbone.relay
+    batches = [
+        [
+            new_envelope(RunCancelRequested(run_id=uuid.uuid4(), source="user"), key=f"m{i}-{j}")
+            for j in range(2)
+        ]
+        for i in range(3)
+    ]
+    async with backbone.sessions.begin() as session:
+        await add_events(session, [PendingEvent(backbone.topics.run_commands, e) for b in batches for e in b])
+    ids = [e.event_id for b in batches for e in b]
+
+    def unmarked() -> Any:
+        return select(func.count()).where(OutboxEvent.event_id.in_(ids), OutboxEvent.published_at.is_(None))
+
+    class Down:
+        def begin(self) -> Any:
+            raise OSError("database down")
+
+    try:
+        sessions, relay._sessions = relay._sessions, Down()  # type: ignore[assignment]
+        for batch in batches:  # three hand-offs complete while the database is down
+            relay._mark_later([e.event_id for e in batch])
+        with pytest.raises(OSError, match="database down"):
+            await relay._mark_published()
+        relay._sessions = sessions
+        async with backbone.sessions() as session:
+            assert await session.scalar(unmarked()) == len(ids)
+
+        await relay._mark_published()  # back: all six in one statement
+
+        assert relay._to_mark == []
+        async with backbone.sessions() as session:
+            assert await session.scalar(unmarked()) == 0
+    finally:
+        await backbone.engine.dispose()
