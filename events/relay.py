@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -59,9 +60,15 @@ HELD_BACK_RETRY_S = 0.02
 # Handed-off events waiting to be marked published, at most (a long database outage): past it they
 # are not queued, and are published again once their hand-off window has passed.
 MARK_QUEUE_MAX = 50_000
+# How long the marker gathers hand-offs before one UPDATE marks them all. Far inside the hand-off
+# window (HANDOFF_GRACE), and off every event's way to its consumers.
+MARK_DELAY_S = 0.05
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+# Each row gets the time its publication was acknowledged (marks are made a moment later).
 _MARK_EVENTS = text(
-    "UPDATE outbox SET published_at = now() WHERE event_id = ANY(:ids) AND published_at IS NULL"
+    "UPDATE outbox o SET published_at = m.at "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:ats AS timestamptz[])) AS m(id, at) "
+    "WHERE o.event_id = m.id AND o.published_at IS NULL"
 )
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
 _RELEASE_EVENTS = text(
@@ -98,7 +105,7 @@ class OutboxRelay:
         self._holding = False
         self._running = False
         self._handoffs: set[asyncio.Task[None]] = set()
-        self._to_mark: list[uuid.UUID] = []
+        self._to_mark: list[tuple[uuid.UUID, datetime]] = []
         self._mark_wanted = asyncio.Event()
         self._last_enqueued: asyncio.Event | None = None
 
@@ -141,7 +148,8 @@ class OutboxRelay:
                     [OutgoingMessage(e.topic, e.envelope.key.encode(), e.value()) for e in events],
                     enqueued=enqueued,
                 )
-            self._mark_later([e.envelope.event_id for e in events])
+            acknowledged = datetime.now(UTC)
+            self._mark_later([(e.envelope.event_id, acknowledged) for e in events])
         except Exception as exc:
             log.info("hand-off to Kafka failed; the relay publishes from the outbox", error=repr(exc))
             with contextlib.suppress(Exception):  # else they wait out their hand-off grace
@@ -153,28 +161,31 @@ class OutboxRelay:
             enqueued.set()  # the next hand-off never waits on a failed one
         self.published += len(events)
 
-    def _mark_later(self, event_ids: list[uuid.UUID]) -> None:
-        """Queue handed-off events to be marked published by the marker: one UPDATE for all the
-        hand-offs that completed while the previous one ran (a mark needs no hurry: relays leave
-        the rows alone for the hand-off window, and a mark never made only publishes again)."""
+    def _mark_later(self, published: list[tuple[uuid.UUID, datetime]]) -> None:
+        """Queue handed-off events (with when Kafka acknowledged them) to be marked published by the
+        marker: one UPDATE for the hand-offs of the last `MARK_DELAY_S` (a mark needs no hurry:
+        relays leave the rows alone for the hand-off window, and a mark never made only publishes
+        the row again)."""
         if len(self._to_mark) < MARK_QUEUE_MAX:
-            self._to_mark.extend(event_ids)
+            self._to_mark.extend(published)
         self._mark_wanted.set()
 
     async def _mark_published(self) -> None:
         """Mark what is queued; on failure the ids stay queued for the next try."""
-        ids, self._to_mark = self._to_mark, []
-        if not ids:
+        marks, self._to_mark = self._to_mark, []
+        if not marks:
             return
         try:
             async with self._sessions.begin() as session:
                 # Not waited for on disk: a mark lost in a crash only publishes the row again,
                 # which consumers' inboxes absorb.
                 await session.execute(_ASYNC_COMMIT)
-                await session.execute(_MARK_EVENTS, {"ids": ids})
+                await session.execute(
+                    _MARK_EVENTS, {"ids": [i for i, _ in marks], "ats": [at for _, at in marks]}
+                )
         except Exception as exc:
-            log.info("could not mark handed-off events published yet", error=repr(exc), events=len(ids))
-            self._to_mark[:0] = ids[: max(MARK_QUEUE_MAX - len(self._to_mark), 0)]
+            log.info("could not mark handed-off events published yet", error=repr(exc), events=len(marks))
+            self._to_mark[:0] = marks[: max(MARK_QUEUE_MAX - len(self._to_mark), 0)]
             raise
 
     async def _marker(self) -> None:
@@ -182,7 +193,7 @@ class OutboxRelay:
         while True:
             await self._mark_wanted.wait()
             self._mark_wanted.clear()
-            await asyncio.sleep(0)  # the hand-offs completing in this same pass join the batch
+            await asyncio.sleep(MARK_DELAY_S)  # the hand-offs completing meanwhile join the batch
             try:
                 await self._mark_published()
                 backoff = 0.1

@@ -294,6 +294,8 @@ async def test_hand_offs_completed_together_are_marked_published_in_one_statemen
     def unmarked() -> Any:
         return select(func.count()).where(OutboxEvent.event_id.in_(ids), OutboxEvent.published_at.is_(None))
 
+    acknowledged = datetime.now(UTC) - timedelta(seconds=3)
+
     class Down:
         def begin(self) -> Any:
             raise OSError("database down")
@@ -301,7 +303,7 @@ async def test_hand_offs_completed_together_are_marked_published_in_one_statemen
     try:
         sessions, relay._sessions = relay._sessions, Down()  # type: ignore[assignment]
         for batch in batches:  # three hand-offs complete while the database is down
-            relay._mark_later([e.event_id for e in batch])
+            relay._mark_later([(e.event_id, acknowledged) for e in batch])
         with pytest.raises(OSError, match="database down"):
             await relay._mark_published()
         relay._sessions = sessions
@@ -313,5 +315,9 @@ async def test_hand_offs_completed_together_are_marked_published_in_one_statemen
         assert relay._to_mark == []
         async with backbone.sessions() as session:
             assert await session.scalar(unmarked()) == 0
+            marked = (
+                await session.scalars(select(OutboxEvent.published_at).where(OutboxEvent.event_id.in_(ids)))
+            ).all()
+        assert set(marked) == {acknowledged}, "each row keeps the time Kafka acknowledged it"
     finally:
         await backbone.engine.dispose()
