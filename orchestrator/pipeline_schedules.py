@@ -11,7 +11,8 @@ fires first at its next tick after the change); identical entries are one schedu
 
 When the rows are brought in step:
 - after the orchestrator plans a run of the default branch at the branch's tip (the definition
-  was just read; `default_branch_planned`);
+  was just read; `default_branch_planned`, run in the background by `follow_planned` so the
+  planning does not wait for it);
 - within `scan_s` of a project being created or changed (its default branch, say);
 - every `refresh_s` for every project, reading the default branch's tip through the git mirror.
 A `.comet.yml` that does not validate keeps the last good schedules (logged once per commit; a
@@ -104,6 +105,9 @@ class PipelineScheduleSync:
         self._synced: dict[uuid.UUID, tuple[str, str]] = {}
         # project -> the `updated_at` last synced for (the scan's memory).
         self._seen: dict[uuid.UUID, datetime] = {}
+        # Background follows of planned default-branch runs (`follow_planned`), chained in order.
+        self._following: set[asyncio.Task[None]] = set()
+        self._last_follow: asyncio.Task[None] | None = None
 
     async def sync_project(self, project_id: uuid.UUID, repo_url: str, default_branch: str) -> bool:
         """Read the default branch's tip (fetching it) and bring the rows in step; False when
@@ -120,6 +124,23 @@ class PipelineScheduleSync:
             return False
         await self._apply(project_id, ref, sha, text)
         return True
+
+    async def follow_planned(self, project_id: uuid.UUID, repo_url: str, ref: str, sha: str) -> None:
+        """`default_branch_planned` in the background: the git lookup it may need is not on the
+        way from a run's request to its first stage. One at a time, in the order planned."""
+        if self._synced.get(project_id) == (ref, sha) or self._stopping.is_set():
+            return
+        previous, self._last_follow = self._last_follow, None
+
+        async def follow() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})  # its outcome is its own; a cancel of this one propagates
+            await self.default_branch_planned(project_id, repo_url, ref, sha)
+
+        task = asyncio.get_running_loop().create_task(follow(), name="follow-default-branch")
+        self._last_follow = task
+        self._following.add(task)
+        task.add_done_callback(self._following.discard)
 
     async def default_branch_planned(self, project_id: uuid.UUID, repo_url: str, ref: str, sha: str) -> None:
         """A run of the default branch at `sha` was planned: when `sha` is the branch's tip (as the
@@ -199,6 +220,10 @@ class PipelineScheduleSync:
                 log.warning("pipeline schedule sync failed; retrying", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._scan_s)
+        if self._following:  # cancelled by stop(): let them end before the database goes
+            await asyncio.wait(set(self._following))
 
     def stop(self) -> None:
         self._stopping.set()
+        for task in self._following:
+            task.cancel()

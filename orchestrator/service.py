@@ -43,7 +43,7 @@ class OrchestratorService:
             git,
             on_commit=b.wake_relay,
             untrusted_pool=settings.untrusted_pool,
-            on_default_branch_planned=self.schedule_sync.default_branch_planned,
+            on_default_branch_planned=self.schedule_sync.follow_planned,
             approval_timeout_s=settings.deploy_approval_timeout_s,
         )
         self.deployment_timer = DeploymentTimer(

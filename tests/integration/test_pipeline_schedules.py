@@ -6,6 +6,7 @@ changed default branch are picked up by the scan."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -136,6 +137,18 @@ async def test_pipeline_schedules_follow_the_default_branchs_definition(
     assert await mirror.resolve(str(repo), "refs/heads/main") == tip
     await later.default_branch_planned(project, str(repo), "refs/heads/main", tip)
     assert set(await _rows(sessions, project)) == {"0 * * * * UTC refs/heads/main"}
+
+    # The engine hands planned runs over with follow_planned: it returns at once (the git lookup
+    # is not on the run's way to its first stage) and the follows are made in order, behind it.
+    newer = _commit(repo, V2, "back to two schedules")
+    await mirror.resolve(str(repo), "refs/heads/main")  # the mirror knows the new tip
+    await later.follow_planned(project, str(repo), "refs/heads/main", first)
+    await later.follow_planned(project, str(repo), "refs/heads/main", newer)
+    assert set(await _rows(sessions, project)) == {"0 * * * * UTC refs/heads/main"}, "not yet"
+    async with asyncio.timeout(30):
+        while set(await _rows(sessions, project)) != {BERLIN, WEEKDAYS}:
+            await asyncio.sleep(0.05)
+    later.stop()
 
 
 async def test_a_created_project_and_a_changed_default_branch_are_picked_up_by_the_scan(
