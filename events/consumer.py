@@ -74,8 +74,14 @@ class EventConsumer:
         poison_after: int = 3,
         instance_id: str | None = None,
         session_timeout_ms: int = 10000,
+        linger_s: float = 0.0,
     ) -> None:
         self.name = name
+        # For consumers no one waits on (notifications, commit statuses): after the first record
+        # of a batch arrives, gather what else comes within this long, so a burst costs one
+        # handler call (and its transaction) instead of one each, and leaves the process's event
+        # loop to the work runs wait on.
+        self._linger_s = linger_s
         self._topics = topics
         self._group = group_id
         self._bootstrap = bootstrap_servers
@@ -182,6 +188,23 @@ class EventConsumer:
         self._stopping = True
         self._capacity_changed.set()
 
+    async def _gather_more(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        limit: int,
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """`batches` plus what arrives within the linger, up to `limit` records in all."""
+        room = limit - sum(len(recs) for recs in batches.values())
+        if room <= 0:
+            return batches
+        await asyncio.sleep(self._linger_s)
+        more = await consumer.getmany(timeout_ms=0, max_records=room)
+        merged = {tp: list(recs) for tp, recs in batches.items()}
+        for tp, recs in more.items():
+            merged.setdefault(tp, []).extend(recs)
+        return merged
+
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         backoff = 0.1
         failures = 0  # consecutive non-transient failures of the handler
@@ -208,6 +231,8 @@ class EventConsumer:
                 if not await self._lagging(consumer):
                     self.note_progress()
                 continue
+            if self._linger_s > 0:
+                batches = await self._gather_more(consumer, batches, limit)
             records = [r for tp in sorted(batches, key=lambda t: (t.topic, t.partition)) for r in batches[tp]]
             try:
                 if failures >= self._poison_after:

@@ -27,6 +27,10 @@ from workers.git import MirrorCache
 
 log = structlog.get_logger(__name__)
 
+# Commit statuses and notifications wait this long to gather a burst of run and stage changes into
+# one batch: nobody waits on them to the millisecond, and the run engine shares their event loop.
+SIDE_EFFECT_LINGER_S = 0.05
+
 
 class OrchestratorService:
     def __init__(self, settings: OrchestratorSettings) -> None:
@@ -82,6 +86,7 @@ class OrchestratorService:
                 dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.status_reporter_group),
                 instance_id=settings.instance_id,
                 session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+                linger_s=SIDE_EFFECT_LINGER_S,
             )
             # Outbound notifications (docs/decisions/0024): their own group, so a slow receiver
             # or a notifier restart never holds back runs or commit statuses.
@@ -101,6 +106,7 @@ class OrchestratorService:
                 dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.notifier_group),
                 instance_id=settings.instance_id,
                 session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+                linger_s=SIDE_EFFECT_LINGER_S,
             )
         self.reaper = LeaseReaper(
             b.sessions,

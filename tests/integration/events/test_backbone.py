@@ -321,3 +321,35 @@ async def test_hand_offs_completed_together_are_marked_published_in_one_statemen
         assert set(marked) == {acknowledged}, "each row keeps the time Kafka acknowledged it"
     finally:
         await backbone.engine.dispose()
+
+
+async def test_a_lingering_consumer_takes_what_arrives_soon_after_the_first_event_in_the_same_batch(
+    backbone: Backbone,
+) -> None:
+    topic = backbone.topics.run_commands
+    batches: list[list[uuid.UUID]] = []
+
+    async def handler(batch: list[Received]) -> None:
+        batches.append([r.envelope.event_id for r in batch])
+
+    consumer = EventConsumer(
+        name="linger-test",
+        topics=[topic],
+        group_id=f"{backbone.topics.namespace}.linger-test",
+        bootstrap_servers=backbone.settings.kafka_bootstrap_servers,
+        handler=handler,
+        dead_letters=DeadLetterSink(backbone.sessions, backbone.topics, "linger-test"),
+        linger_s=3.0,
+    )
+    sent = [new_envelope(RunCancelRequested(run_id=uuid.uuid4(), source="user"), key="k") for _ in range(4)]
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _until(consumer.started.is_set)
+        await backbone.producer.send_many([OutgoingMessage(topic, b"k", sent[0].encode())])
+        await asyncio.sleep(0.2)  # the first is being lingered on when the rest arrive
+        await backbone.producer.send_many([OutgoingMessage(topic, b"k", e.encode()) for e in sent[1:]])
+        await _until(lambda: sum(len(b) for b in batches) >= len(sent))
+    finally:
+        consumer.stop()
+        await task
+    assert batches == [[e.event_id for e in sent]]
