@@ -150,7 +150,7 @@ _CLAIM = text(
      WHERE d.id IN (
              SELECT id FROM notification_deliveries
               WHERE status = 'pending' AND next_attempt_at <= now()
-              ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+              ORDER BY next_attempt_at, id LIMIT :limit FOR UPDATE SKIP LOCKED)
        AND i.id = d.integration_id
     RETURNING d.id, d.integration_id, i.kind, d.event, d.body, d.attempts, i.secret_ciphertext
     """
@@ -161,7 +161,8 @@ async def claim_due(session: AsyncSession, *, limit: int, lease_s: float) -> lis
     """Due deliveries, leased for `lease_s` (another notifier skips them meanwhile; if this one
     dies mid-send, they are due again when the lease ends)."""
     rows = await session.execute(_CLAIM, {"limit": limit, "lease": lease_s})
-    return [Due(*row) for row in rows.all()]
+    # In the order they were queued (ids are time-ordered): UPDATE … RETURNING keeps no order.
+    return sorted((Due(*row) for row in rows.all()), key=lambda d: d.id)
 
 
 _AFTER_ATTEMPT = text(

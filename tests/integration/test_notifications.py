@@ -24,7 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config.settings import OrchestratorSettings
 from db.crypto import SecretBox
 from db.engine import make_engine, make_sessionmaker
-from db.models import NotificationAttempt, NotificationDelivery, Run, Stage, StageAttempt, TestCase
+from db.models import (
+    Integration,
+    NotificationAttempt,
+    NotificationDelivery,
+    Run,
+    Stage,
+    StageAttempt,
+    TestCase,
+)
 from db.repositories import notifications
 from events.consumer import Received
 from events.envelope import new_envelope
@@ -222,7 +230,10 @@ async def test_a_deploying_run_announces_its_deployment_start_and_finish_once_ea
     await _until("both deployment notifications", lambda: len(receiver.delivered("/hooks")) >= 2)
     await asyncio.sleep(1.0)  # a duplicate would be sent by now
 
-    calls = receiver.delivered("/hooks")
+    # Deliveries are sent side by side (like GitHub's, in no promised order): each names its event.
+    calls = sorted(
+        receiver.delivered("/hooks"), key=lambda c: c["headers"]["X-Comet-Event"] != "deployment.started"
+    )
     assert [c["headers"]["X-Comet-Event"] for c in calls] == ["deployment.started", "deployment.finished"]
     now = int(time.time())
     assert all(
@@ -359,6 +370,23 @@ async def _project_and_run(
         return project_id, run.id
 
 
+async def _flaky_test_webhook(
+    sessions: async_sessionmaker[AsyncSession], project_id: uuid.UUID
+) -> Integration:
+    """A webhook integration of the project that follows `test.flaky` (https: nothing is sent)."""
+    async with sessions.begin() as session:
+        return await notifications.create(
+            session,
+            SecretBox(TEST_SECRET_KEY),
+            project_id=project_id,
+            kind="webhook",
+            url="https://hooks.example.com/comet",
+            shown_url="https://hooks.example.com/comet",
+            events=["test.flaky"],
+            secret="s3cret",
+        )
+
+
 def _notifier(
     sessions: async_sessionmaker[AsyncSession], allow: OutboundAllow, timeout_s: float = 10.0
 ) -> Notifier:
@@ -387,17 +415,7 @@ async def test_a_test_newly_found_flaky_is_announced_once_per_project(
 ) -> None:
     sessions = own_sessions  # a database of its own: the notifier sends every due delivery in it
     project_id, run_id = await _project_and_run(sessions, tmp_path)
-    async with sessions.begin() as session:
-        hook = await notifications.create(
-            session,
-            SecretBox(TEST_SECRET_KEY),
-            project_id=project_id,
-            kind="webhook",
-            url="https://hooks.example.com/comet",
-            shown_url="https://hooks.example.com/comet",
-            events=["test.flaky"],
-            secret="s3cret",
-        )
+    hook = await _flaky_test_webhook(sessions, project_id)
     notifier = _notifier(sessions, OutboundAllow())
 
     first = await _attempt_with_flaky_cases(sessions, project_id, run_id, ["k-checkout", "k-cart"])
@@ -574,17 +592,7 @@ async def test_an_event_of_a_project_nobody_follows_writes_nothing_and_one_follo
         )
     assert inbox == 0, "an event nobody follows claimed an inbox row"
 
-    async with sessions.begin() as session:
-        hook = await notifications.create(
-            session,
-            SecretBox(TEST_SECRET_KEY),
-            project_id=project_id,
-            kind="webhook",
-            url="https://hooks.example.com/comet",
-            shown_url="https://hooks.example.com/comet",
-            events=["test.flaky"],
-            secret="s3cret",
-        )
+    hook = await _flaky_test_webhook(sessions, project_id)
     _, later_run = await _project_and_run(sessions, tmp_path, project_id)
     followed = await _attempt_with_flaky_cases(sessions, project_id, later_run, ["k-2"])
     await notifier.handle([followed])
