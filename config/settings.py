@@ -291,6 +291,9 @@ class OrchestratorSettings(CommonSettings):
     schedule_refresh_s: float = Field(default=300.0, gt=0)
     schedule_scan_s: float = Field(default=5.0, gt=0)
     relay: bool = True
+    # The run engine gathers what arrives this soon after an event into the same batch (one
+    # transaction for a wave of stage starts or results, decision 0033); 0 handles each at once.
+    engine_linger_s: float = Field(default=0.003, ge=0, le=1.0)
     # Deployments (decision 0027): a deployment waiting for approvals longer than this fails; how
     # often wait timers and approval deadlines are checked.
     deploy_approval_timeout_s: float = Field(default=24 * 3600.0, gt=0)
@@ -304,6 +307,7 @@ class OrchestratorSettings(CommonSettings):
         "scheduler_interval_s",
         "schedule_refresh_s",
         "schedule_scan_s",
+        "engine_linger_s",
         mode="before",
     )
     @classmethod

@@ -65,6 +65,7 @@ class OrchestratorService:
             dead_letters=DeadLetterSink(b.sessions, b.topics, b.topics.orchestrator_group),
             instance_id=settings.instance_id,
             session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+            linger_s=settings.engine_linger_s,
         )
         self.reporter: StatusReporter | None = None
         self.reporter_consumer: EventConsumer | None = None
