@@ -77,10 +77,9 @@ class EventConsumer:
         linger_s: float = 0.0,
     ) -> None:
         self.name = name
-        # For consumers no one waits on (notifications, commit statuses): after the first record
-        # of a batch arrives, gather what else comes within this long, so a burst costs one
-        # handler call (and its transaction) instead of one each, and leaves the process's event
-        # loop to the work runs wait on.
+        # After the first record of a batch arrives, gather what else comes within this long, so
+        # a burst costs one handler call (and its transaction) instead of one each: a few ms for
+        # the run engine, longer for consumers nobody waits on (notifications, commit statuses).
         self._linger_s = linger_s
         self._topics = topics
         self._group = group_id

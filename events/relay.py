@@ -4,8 +4,8 @@ Events a transaction of this process commits are handed straight to the producer
 (`publish_committed`, from the backbone's sessions) and their rows marked published — by one
 UPDATE for all the hand-offs that completed meanwhile, not one each: no round trip through the
 table on the hot path. The relay itself publishes the rest: woken by `LISTEN
-comet_outbox` (a trigger notifies on every insert, delivered at commit), by `wake()`, and by a slow
-sweep as a safety net. Rows are
+comet_outbox` (a trigger notifies, at commit, for inserted rows nobody hands off: migration 0012),
+by `wake()`, and by a slow sweep as a safety net. Rows are
 taken with `FOR UPDATE SKIP LOCKED`, so relays in several processes share the work without
 publishing a row twice; a crash between publish and mark publishes it again, and consumers'
 inboxes make that harmless.

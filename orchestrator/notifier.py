@@ -53,6 +53,10 @@ WANTED = frozenset(
 )
 
 
+def _run_id(received: Received) -> uuid.UUID:
+    return uuid.UUID(str(received.envelope.payload["run_id"]))
+
+
 def _run_facts(run: Run, project: str) -> RunFacts:
     return RunFacts(
         id=run.id,
@@ -101,23 +105,13 @@ class Notifier:
             return
         queued = 0
         async with self._sessions.begin() as session:
-            followed_runs = await repo.followed_runs(
-                session, [uuid.UUID(str(r.envelope.payload["run_id"])) for r in wanted]
-            )
-            if not followed_runs:
+            followers = await repo.run_subscribers(session, [_run_id(r) for r in wanted])
+            if not followers:
                 return
-            runs = await repo.run_with_project(session, list(followed_runs))
-            if not runs:
-                return
-            followers = await repo.subscribers(session, list({run.project_id for run, _ in runs.values()}))
-            # Only events of followed projects are claimed: the others write nothing, not even an
+            runs = await repo.run_with_project(session, list(followers))
+            # Only events of followed runs are claimed: the others write nothing, not even an
             # inbox row (a project followed later gets the notices of the events after that).
-            followed = [
-                (r, found)
-                for r in wanted
-                if (found := runs.get(uuid.UUID(str(r.envelope.payload["run_id"])))) is not None
-                and found[0].project_id in followers
-            ]
+            followed = [(r, found) for r in wanted if (found := runs.get(_run_id(r))) is not None]
             if not followed:
                 return
             fresh = await claim_new(session, self._consumer, [r.envelope.event_id for r, _ in followed])
@@ -125,7 +119,7 @@ class Notifier:
                 if r.envelope.event_id not in fresh:
                     continue
                 notices = await self._notices(session, r, _run_facts(*found))
-                queued += await self._enqueue(session, notices, followers[found[0].project_id])
+                queued += await self._enqueue(session, notices, followers[found[0].id])
         if queued:
             self._wake.set()
 

@@ -130,7 +130,7 @@ class PipelineScheduleSync:
         way from a run's request to its first stage. One at a time, in the order planned."""
         if self._synced.get(project_id) == (ref, sha) or self._stopping.is_set():
             return
-        previous, self._last_follow = self._last_follow, None
+        previous = self._last_follow
 
         async def follow() -> None:
             if previous is not None:

@@ -59,14 +59,10 @@ class StatusReporter:
         queued = False
         async with self._sessions.begin() as session:
             parsed = [(r, RunStatusChanged.model_validate(r.envelope.payload)) for r in changes]
-            reported = await reports.reported_runs(session, [change.run_id for _, change in parsed])
-            targeted: list[tuple[Received, RunStatusChanged, reports.Target]] = []
-            for r, change in parsed:
-                if change.run_id not in reported:
-                    continue
-                target = await reports.target_for(session, self._box, change.run_id)
-                if target is not None:
-                    targeted.append((r, change, target))
+            targets = await reports.targets_for(session, self._box, [change.run_id for _, change in parsed])
+            targeted = [
+                (r, change, targets[change.run_id]) for r, change in parsed if change.run_id in targets
+            ]
             if not targeted:
                 return
             fresh = await claim_new(session, self._consumer, [r.envelope.event_id for r, _, _ in targeted])

@@ -35,50 +35,45 @@ def encrypt_token(box: SecretBox, project_id: uuid.UUID, token: str) -> bytes:
     return box.encrypt(token.encode(), context=_context(project_id))
 
 
-_REPORTED = text(
-    """
-    SELECT r.id FROM runs r JOIN projects p ON p.id = r.project_id
-     WHERE r.id = ANY(CAST(:ids AS uuid[])) AND r.sha IS NOT NULL AND p.provider_repo IS NOT NULL
-       AND EXISTS (SELECT 1 FROM integrations i
-                    WHERE i.project_id = p.id AND i.kind = :kind AND i.enabled AND i.secret_ciphertext IS NOT NULL)
-    """
-)
-
-
-async def reported_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these runs have somewhere to be reported (`target_for` would find a target), in
-    one query: the runs of projects without a commit-status integration cost no more than this."""
+async def targets_for(
+    session: AsyncSession, box: SecretBox, run_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Target]:
+    """Where to report each of these runs, in one query; a run with nowhere to be reported (no
+    commit yet, not a hosted repository, no enabled integration with a token) is absent."""
     if not run_ids:
-        return set()
-    rows = await session.execute(_REPORTED, {"ids": list(set(run_ids)), "kind": INTEGRATION_KIND})
-    return {r.id for r in rows}
+        return {}
+    rows = await session.execute(
+        select(
+            Run.id.label("run_id"),
+            Run.sha,
+            Run.pipeline_name,
+            Project.id,
+            Project.provider,
+            Project.provider_repo,
+            Integration,
+        )
+        .join(Project, Project.id == Run.project_id)
+        .join(Integration, (Integration.project_id == Project.id) & (Integration.kind == INTEGRATION_KIND))
+        .where(Run.id.in_(set(run_ids)), Integration.enabled.is_(True))
+    )
+    found: dict[uuid.UUID, Target] = {}
+    for row in rows:
+        if not row.sha or not row.provider_repo or row.Integration.secret_ciphertext is None:
+            continue
+        found[row.run_id] = Target(
+            provider=row.provider,
+            repo=row.provider_repo,
+            sha=row.sha,
+            api_url=row.Integration.config.get("api_url"),
+            token=box.decrypt(row.Integration.secret_ciphertext, context=_context(row.id)).decode(),
+            pipeline=row.pipeline_name or "pipeline",
+        )
+    return found
 
 
 async def target_for(session: AsyncSession, box: SecretBox, run_id: uuid.UUID) -> Target | None:
-    """Where to report this run, or None (no commit yet, not a hosted repository, no token)."""
-    row = (
-        await session.execute(
-            select(
-                Run.sha, Run.pipeline_name, Project.id, Project.provider, Project.provider_repo, Integration
-            )
-            .join(Project, Project.id == Run.project_id)
-            .join(
-                Integration, (Integration.project_id == Project.id) & (Integration.kind == INTEGRATION_KIND)
-            )
-            .where(Run.id == run_id, Integration.enabled.is_(True))
-        )
-    ).first()
-    if row is None or not row.sha or not row.provider_repo or row.Integration.secret_ciphertext is None:
-        return None
-    token = box.decrypt(row.Integration.secret_ciphertext, context=_context(row.id)).decode()
-    return Target(
-        provider=row.provider,
-        repo=row.provider_repo,
-        sha=row.sha,
-        api_url=row.Integration.config.get("api_url"),
-        token=token,
-        pipeline=row.pipeline_name or "pipeline",
-    )
+    """Where to report this run, or None (see `targets_for`)."""
+    return (await targets_for(session, box, [run_id])).get(run_id)
 
 
 _SUPERSEDE = text(

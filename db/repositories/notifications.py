@@ -87,41 +87,21 @@ class Subscriber:
     events: list[str]
 
 
-_FOLLOWED = text(
-    """
-    SELECT r.id FROM runs r
-     WHERE r.id = ANY(CAST(:ids AS uuid[]))
-       AND EXISTS (SELECT 1 FROM integrations i
-                    WHERE i.project_id = r.project_id AND i.enabled AND i.kind = ANY(CAST(:kinds AS text[])))
-    """
-)
-
-
-async def followed_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these runs belong to a project with an enabled notification integration: one
-    index lookup each, so events nobody follows cost no more than this."""
-    if not run_ids:
-        return set()
-    rows = await session.execute(_FOLLOWED, {"ids": list(set(run_ids)), "kinds": list(KINDS)})
-    return {r.id for r in rows}
-
-
-async def subscribers(
-    session: AsyncSession, project_ids: Sequence[uuid.UUID]
+async def run_subscribers(
+    session: AsyncSession, run_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[Subscriber]]:
-    """The enabled notification integrations of each project."""
-    rows = await session.scalars(
-        select(Integration).where(
-            Integration.project_id.in_(set(project_ids)),
-            Integration.kind.in_(KINDS),
-            Integration.enabled.is_(True),
-        )
+    """The enabled notification integrations following each of these runs (those of its project),
+    in one query; a run nobody follows is absent."""
+    if not run_ids:
+        return {}
+    rows = await session.execute(
+        select(Run.id, Integration)
+        .join(Integration, Integration.project_id == Run.project_id)
+        .where(Run.id.in_(set(run_ids)), Integration.kind.in_(KINDS), Integration.enabled.is_(True))
     )
     found: dict[uuid.UUID, list[Subscriber]] = {}
-    for i in rows:
-        found.setdefault(i.project_id, []).append(
-            Subscriber(i.id, i.kind, list(i.config.get("events") or []))
-        )
+    for run_id, i in rows:
+        found.setdefault(run_id, []).append(Subscriber(i.id, i.kind, list(i.config.get("events") or [])))
     return found
 
 

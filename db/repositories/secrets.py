@@ -48,13 +48,8 @@ async def delete_secret(session: AsyncSession, project_id: uuid.UUID, name: str)
 
 
 async def decrypted_secrets(session: AsyncSession, box: SecretBox, project_id: uuid.UUID) -> dict[str, str]:
-    rows = await session.execute(
-        select(ProjectSecret.name, ProjectSecret.ciphertext).where(ProjectSecret.project_id == project_id)
-    )
-    return {
-        r.name: box.decrypt(r.ciphertext, context=_context(project_id, r.name)).decode("utf-8", "replace")
-        for r in rows
-    }
+    """One project's secrets in plaintext."""
+    return decrypt_secrets(box, project_id, (await encrypted_secrets_of(session, [project_id]))[project_id])
 
 
 async def encrypted_secrets_of(
