@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.auth.passwords import HASHER, hash_password, verify_password
-from bench.machine import CpuLedger
+from bench.machine import CpuLedger, by_role
 from bench.platform import (
     ADMIN_EMAIL,
     CometProcess,
@@ -171,12 +171,8 @@ async def _measure(
     load = await closed_loop(send, clients, seconds, max_requests=most)
     wall = time.perf_counter() - started
     p.check_alive()
-    spent = ledger.spent(await p.service_pids())
+    grouped = by_role(ledger.spent(await p.service_pids()))
     faults_after = _faults(api.pid)
-    grouped: dict[str, float] = {}
-    for name, seconds_spent in spent.items():
-        role = name.partition("/")[0]
-        grouped[role] = grouped.get(role, 0.0) + seconds_spent
     faulted = None if faults is None or faults_after is None else faults_after - faults
     return Measured(load, grouped, wall, faulted)
 

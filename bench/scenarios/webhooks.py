@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 
-from bench.machine import CpuLedger
+from bench.machine import CpuLedger, by_role
 from bench.platform import CometProcess, Platform, PlatformError, bench_platform, describe_problems
 from bench.scenarios import BenchContext
 from bench.scenarios._http import ClientPool, Load, Send, closed_loop, null_server, open_loop
@@ -193,10 +193,9 @@ def highest_sustained(steps: Sequence[Step]) -> Step | None:
 def group_cpu(spent: dict[str, float]) -> dict[str, float]:
     """CPU seconds by role: `api/123` → api, `postgres/45` → postgres, `worker0` → workers."""
     out: dict[str, float] = {}
-    for name, seconds in spent.items():
-        role = name.partition("/")[0]
-        role = "workers" if role.startswith("worker") else role
-        out[role] = out.get(role, 0.0) + seconds
+    for role, seconds in by_role(spent).items():
+        group = "workers" if role.startswith("worker") else role
+        out[group] = out.get(group, 0.0) + seconds
     return out
 
 
