@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import structlog
 from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import PROBLEM_JSON, ApiError, BadRequest, PayloadTooLarge, for_unexpected, problem_document
@@ -192,6 +193,10 @@ class ErrorGuard:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client went away before its body was read: nothing was stored, and nobody is
+            # left to answer. Not a server error.
+            log.info("client disconnected before its request was read", path=scope["path"])
         except Exception as exc:
             if started:
                 raise

@@ -734,8 +734,24 @@ def describe_problems(problems: Sequence[tuple[str, str]], *, limit: int = 5) ->
     if not problems:
         return ["no warnings or errors in the processes' logs"]
     notes = [f"{len(problems)} warning-or-worse log line(s) in the processes' logs; first {limit}:"]
-    notes.extend(f"{name}: {line[:400]}" for name, line in problems[:limit])
+    notes.extend(f"{name}: {_problem_summary(line)[:400]}" for name, line in problems[:limit])
     return notes
+
+
+def _problem_summary(line: str) -> str:
+    """A log line as the report shows it: a JSON record's event, with the last line of its
+    traceback (the exception itself) when it has one; any other line as it is."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return line
+    if not isinstance(record, dict):
+        return line
+    summary = f"{record.get('level', '?')}: {record.get('event', '?')}"
+    exception = record.get("exception")
+    if isinstance(exception, str) and exception.strip():
+        summary += f" — {exception.strip().splitlines()[-1]}"
+    return summary
 
 
 __all__: list[str] = [

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
+import structlog.testing
+from fastapi import FastAPI, Request
+from starlette.types import Message, Scope
 
 from api.app import create_app
 from api.errors import Conflict, TooManyRequests, field_path
@@ -38,6 +40,10 @@ def app() -> FastAPI:
     async def slow_down() -> None:
         raise TooManyRequests(headers={"Retry-After": "3"})
 
+    async def read_body(request: Request) -> None:
+        await request.body()
+
+    app.add_api_route("/test/read-body", read_body, methods=["POST"])
     app.add_api_route("/test/boom", boom)
     app.add_api_route("/test/conflict", conflict)
     app.add_api_route("/test/slow-down", slow_down)
@@ -142,6 +148,39 @@ async def test_an_unexpected_error_is_a_500_problem_without_internals(client: ht
     assert body["request_id"] == "trace-me-1"
     assert response.headers["x-request-id"] == "trace-me-1"
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_client_gone_before_its_body_was_read_gets_no_answer_and_is_no_server_error(
+    app: FastAPI,
+) -> None:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/test/read-body",
+        "raw_path": b"/test/read-body",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"comet.test"), (b"content-length", b"10")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("comet.test", 80),
+        "state": {},
+    }
+    with structlog.testing.capture_logs() as logs:
+        await app(scope, receive, send)
+    assert sent == []
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == []
+    assert any(entry["event"] == "client disconnected before its request was read" for entry in logs)
 
 
 async def test_api_errors_keep_their_status_detail_and_headers(client: httpx.AsyncClient) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import cast
 
 import asyncpg
+import orjson
 import pytest
 
 from bench.platform import (
@@ -70,6 +71,17 @@ def test_describe_problems_counts_them_and_quotes_the_first_few() -> None:
         "api: line 0",
         "api: line 1",
     ]
+
+
+def test_describe_problems_names_a_logged_exception_by_its_last_traceback_line() -> None:
+    record = orjson.dumps(
+        {
+            "event": "unhandled error",
+            "level": "error",
+            "exception": "Traceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'sha'",
+        }
+    ).decode()
+    assert describe_problems([("api", record)])[1] == "api: error: unhandled error — KeyError: 'sha'"
 
 
 def test_with_database_replaces_only_the_database_name() -> None:
