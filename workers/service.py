@@ -78,7 +78,9 @@ class WorkerService:
         dispatched: dict[uuid.UUID, Envelope] = {}
         for received in batch:
             payload = received.envelope.typed()
-            if isinstance(payload, AttemptDispatched):
+            # An attempt this worker already runs was claimed by its sweep (woken by the
+            # orchestrator's NOTIFY before the dispatch arrived): its claim would find nothing.
+            if isinstance(payload, AttemptDispatched) and payload.attempt_id not in self.running:
                 dispatched.setdefault(payload.attempt_id, received.envelope)
         if not dispatched:
             return
