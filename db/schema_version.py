@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-REQUIRED = "0012"
+REQUIRED = "0013"
 
 
 async def database_revision(connection: AsyncConnection) -> str | None:

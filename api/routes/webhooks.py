@@ -97,14 +97,16 @@ async def receive(
     body = await request.body()
     headers = dict(request.headers.items())
     repository = peek_repository(provider, body)
-    project = None if repository is None else await repo.find_project(session, provider, repository)
+    box = SecretBox(settings.secret_key.get_secret_value())
+    project = (
+        None
+        if repository is None
+        else await repo.intake_target(session, box, provider, repository, datetime.now(UTC))
+    )
     if project is None:
         # Without a project there is no secret to verify with; reveal nothing else.
         raise NotFound("No project is set up for the repository this delivery names.")
-    box = SecretBox(settings.secret_key.get_secret_value())
-    _verify(
-        provider, body, headers, await repo.verification_keys(session, box, project.id, datetime.now(UTC))
-    )
+    _verify(provider, body, headers, project.keys)
 
     delivery_id = _delivery_id(provider, headers)
     event_name = _event_name(provider, headers)

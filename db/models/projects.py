@@ -7,7 +7,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,7 +28,11 @@ from schemas.roles import Role
 
 class Project(Base):
     __tablename__ = "projects"
-    __table_args__ = (UniqueConstraint("provider", "provider_repo"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_repo"),
+        # Webhook intake's lookup: hosts treat repository names case-insensitively.
+        Index("ix_projects_provider_repo_lower", "provider", func.lower(text("provider_repo"))),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     name: Mapped[str] = mapped_column(String(100), unique=True)

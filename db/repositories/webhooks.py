@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import func, or_, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.crypto import SecretBox
-from db.models import Project, WebhookDelivery, WebhookSecret
+from db.models import WebhookDelivery, WebhookSecret
+from schemas.ids import uuid7
 
 # Headers worth keeping with a delivery. Signatures are kept (they prove what was verified);
 # X-Gitlab-Token is the secret itself and is never stored.
@@ -47,43 +48,52 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class WebhookProject:
-    id: uuid.UUID
-    repo_url: str
-
-
-async def find_project(session: AsyncSession, provider: str, repo: str) -> WebhookProject | None:
-    """The project whose `provider_repo` is `repo` (case-insensitive: hosts treat names so)."""
-    row = (
-        await session.execute(
-            select(Project.id, Project.repo_url).where(
-                Project.provider == provider, func.lower(Project.provider_repo) == repo.lower()
-            )
-        )
-    ).first()
-    return None if row is None else WebhookProject(row.id, row.repo_url)
-
-
-@dataclass(frozen=True, slots=True)
 class VerificationKeys:
     hmac_secrets: list[bytes]
     token_sha256s: list[str]
 
 
-async def verification_keys(
-    session: AsyncSession, box: SecretBox, project_id: uuid.UUID, now: datetime
-) -> VerificationKeys:
-    """Every secret still valid: the current one and, during a rotation's overlap, the previous."""
-    rows = (
-        await session.execute(
-            select(WebhookSecret.ciphertext, WebhookSecret.token_sha256).where(
-                WebhookSecret.project_id == project_id,
-                or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > now),
-            )
-        )
-    ).all()
-    return VerificationKeys(
-        [box.decrypt(r.ciphertext, context=project_id.bytes) for r in rows], [r.token_sha256 for r in rows]
+@dataclass(frozen=True, slots=True)
+class IntakeTarget:
+    """The project a delivery names, with every secret that may have signed it."""
+
+    id: uuid.UUID
+    repo_url: str
+    keys: VerificationKeys
+
+
+# One round trip for the project and its secrets still valid (the current one and, during a
+# rotation's overlap, the previous). Repository names match case-insensitively, as hosts treat
+# them (index ix_projects_provider_repo_lower).
+_INTAKE_TARGET = text(
+    """
+    SELECT p.id, p.repo_url, s.ciphertext, s.token_sha256
+      FROM projects p
+      LEFT JOIN webhook_secrets s
+        ON s.project_id = p.id AND (s.expires_at IS NULL OR s.expires_at > :now)
+     WHERE p.provider = :provider AND lower(p.provider_repo) = lower(:repo)
+     ORDER BY p.id
+    """
+)
+
+
+async def intake_target(
+    session: AsyncSession, box: SecretBox, provider: str, repo: str, now: datetime
+) -> IntakeTarget | None:
+    """The project whose `provider_repo` is `repo` on `provider`, and its verification keys; None
+    when no project is set up for it."""
+    rows = (await session.execute(_INTAKE_TARGET, {"provider": provider, "repo": repo, "now": now})).all()
+    if not rows:
+        return None
+    project_id = rows[0].id
+    mine = [r for r in rows if r.id == project_id and r.ciphertext is not None]
+    return IntakeTarget(
+        project_id,
+        rows[0].repo_url,
+        VerificationKeys(
+            [box.decrypt(r.ciphertext, context=project_id.bytes) for r in mine],
+            [r.token_sha256 for r in mine],
+        ),
     )
 
 
@@ -97,6 +107,18 @@ async def start_rotation(
         .where(or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > now + overlap))
         .values(expires_at=now + overlap)
     )
+
+
+_RECORD_DELIVERY = text(
+    """
+    INSERT INTO webhook_deliveries
+           (id, provider, delivery_id, project_id, event, action, outcome, reason, headers, body, redeliveries)
+    VALUES (:id, :provider, :delivery_id, :project_id, :event, :action, :outcome, :reason,
+            CAST(:headers AS jsonb), :body, 0)
+    ON CONFLICT (provider, delivery_id) DO NOTHING
+    RETURNING id
+    """
+)
 
 
 async def record_delivery(
@@ -113,23 +135,24 @@ async def record_delivery(
     body: bytes,
 ) -> uuid.UUID | None:
     """Insert the delivery; None when (provider, delivery_id) was seen before (a duplicate)."""
-    stmt = (
-        insert(WebhookDelivery)
-        .values(
-            provider=provider,
-            delivery_id=delivery_id,
-            project_id=project_id,
-            event=event,
-            action=action,
-            outcome=outcome,
-            reason=reason,
-            headers=kept_headers(headers),
-            body=body,
+    row_id: uuid.UUID | None = (
+        await session.execute(
+            _RECORD_DELIVERY,
+            {
+                "id": uuid7(),
+                "provider": provider,
+                "delivery_id": delivery_id,
+                "project_id": project_id,
+                "event": event,
+                "action": action,
+                "outcome": outcome,
+                "reason": reason,
+                "headers": orjson.dumps(kept_headers(headers)).decode(),
+                "body": body,
+            },
         )
-        .on_conflict_do_nothing(index_elements=[WebhookDelivery.provider, WebhookDelivery.delivery_id])
-        .returning(WebhookDelivery.id)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    ).scalar_one_or_none()
+    return row_id
 
 
 async def existing_delivery(session: AsyncSession, provider: str, delivery_id: str) -> WebhookDelivery | None:
