@@ -18,23 +18,48 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-_CLAIM = text(
-    """
-    UPDATE stage_attempts SET status = 'running', worker_id = :worker_id,
+# A claim is one statement: the attempts taken (each with a fresh fencing token and a lease) and
+# everything their stages need to run, joined in the same round trip.
+_TAKE = """
+    UPDATE stage_attempts a SET status = 'running', worker_id = :worker_id,
            fencing_token = nextval('fencing_token_seq'),
            lease_expires_at = now() + make_interval(secs => :lease_s),
            heartbeat_at = now(), started_at = now()
-     WHERE id = ANY(:attempt_ids) AND status = 'queued' AND labels <@ CAST(:labels AS jsonb)
-    RETURNING id, run_id, stage_id, number, fencing_token, started_at, cancel_requested
+"""
+_WITH_DETAILS = """
+    SELECT c.id, c.run_id, c.stage_id, c.number, c.fencing_token, c.started_at,
+           s.name AS stage, s.spec, s.matrix, s.pool, r.ref, r.sha, r.variables, r.number AS run_number,
+           r.trigger, p.id AS project_id, p.name AS project, p.repo_url
+      FROM claimed c JOIN stages s ON s.id = c.stage_id JOIN runs r ON r.id = c.run_id
+      JOIN projects p ON p.id = r.project_id
+     ORDER BY c.queued_at, c.id
+"""
+_RETURNING = "RETURNING a.id, a.run_id, a.stage_id, a.number, a.fencing_token, a.started_at, a.queued_at"
+_CLAIM = text(
+    f"""
+    WITH claimed AS (
+    {_TAKE}
+     WHERE a.id = ANY(:attempt_ids) AND a.status = 'queued' AND a.labels <@ CAST(:labels AS jsonb)
+    {_RETURNING})
+    {_WITH_DETAILS}
     """
 )
-_DETAILS = text(
-    """
-    SELECT s.id AS stage_id, s.name AS stage, s.spec, s.matrix, s.pool, r.id AS run_id, r.ref, r.sha, r.variables, r.number AS run_number,
-           r.trigger, p.id AS project_id, p.name AS project, p.repo_url
-      FROM stages s JOIN runs r ON r.id = s.run_id JOIN projects p ON p.id = r.project_id
-     WHERE s.id = ANY(:stage_ids)
-    """
+# The oldest attempts of a pool queued for longer than `older_than_s` whose dispatch no worker
+# took, locked as they are picked (another worker skips them), then claimed.
+_CLAIM_STALE = text(
+    f"""
+    WITH picked AS (
+        SELECT id FROM stage_attempts
+         WHERE status = 'queued' AND pool = :pool AND dispatch_at IS NULL
+           AND queued_at < now() - make_interval(secs => :older_than_s)
+           AND labels <@ CAST(:labels AS jsonb)
+         ORDER BY queued_at LIMIT :limit FOR UPDATE SKIP LOCKED),
+    claimed AS (
+    {_TAKE}
+      FROM picked WHERE a.id = picked.id AND a.status = 'queued'
+    {_RETURNING})
+    {_WITH_DETAILS}
+    """  # noqa: S608 - composed of the constants above only
 )
 
 
@@ -67,65 +92,43 @@ async def claim_many(
     lease_s: float,
     labels: Mapping[str, str] | None = None,
 ) -> list[Claim]:
-    """Take every attempt still queued whose labels the worker has (`labels`; one statement each
-    way, however many); the others were claimed by someone else, finished, or cancelled, or wait
-    for a worker with their labels. Each claim draws its own fencing token."""
+    """Take every attempt still queued whose labels the worker has (`labels`; one statement,
+    however many); the others were claimed by someone else, finished, or cancelled, or wait for a
+    worker with their labels. Each claim draws its own fencing token. In the order asked for."""
     if not attempt_ids:
         return []
-    rows = (
-        await session.execute(
-            _CLAIM,
-            {
-                "attempt_ids": list(attempt_ids),
-                "worker_id": worker_id,
-                "lease_s": lease_s,
-                "labels": orjson.dumps(dict(labels or {})).decode(),
-            },
-        )
-    ).all()
-    if not rows:
-        return []
-    details = {
-        d.stage_id: d for d in await session.execute(_DETAILS, {"stage_ids": [r.stage_id for r in rows]})
+    params = {
+        "attempt_ids": list(attempt_ids),
+        "worker_id": worker_id,
+        "lease_s": lease_s,
+        "labels": orjson.dumps(dict(labels or {})).decode(),
     }
-    claims = []
-    for row in rows:
-        d = details[row.stage_id]
-        claims.append(
-            Claim(
-                attempt_id=row.id,
-                run_id=row.run_id,
-                stage_id=row.stage_id,
-                stage=d.stage,
-                number=row.number,
-                fencing_token=row.fencing_token,
-                started_at=row.started_at,
-                spec=d.spec,
-                matrix=d.matrix,
-                pool=d.pool,
-                ref=d.ref,
-                sha=d.sha or "",
-                variables=d.variables,
-                trigger=d.trigger,
-                project_id=d.project_id,
-                project=d.project,
-                repo_url=d.repo_url,
-                run_number=d.run_number,
-            )
-        )
+    claims = [_claim(row) for row in await session.execute(_CLAIM, params)]
     order = {attempt_id: i for i, attempt_id in enumerate(attempt_ids)}
     return sorted(claims, key=lambda c: order[c.attempt_id])
 
 
-_STALE_QUEUED = text(
-    """
-    SELECT id FROM stage_attempts
-     WHERE status = 'queued' AND pool = :pool AND dispatch_at IS NULL
-       AND queued_at < now() - make_interval(secs => :older_than_s)
-       AND labels <@ CAST(:labels AS jsonb)
-     ORDER BY queued_at LIMIT :limit FOR UPDATE SKIP LOCKED
-    """
-)
+def _claim(row: Any) -> Claim:
+    return Claim(
+        attempt_id=row.id,
+        run_id=row.run_id,
+        stage_id=row.stage_id,
+        stage=row.stage,
+        number=row.number,
+        fencing_token=row.fencing_token,
+        started_at=row.started_at,
+        spec=row.spec,
+        matrix=row.matrix,
+        pool=row.pool,
+        ref=row.ref,
+        sha=row.sha or "",
+        variables=row.variables,
+        trigger=row.trigger,
+        project_id=row.project_id,
+        project=row.project,
+        repo_url=row.repo_url,
+        run_number=row.run_number,
+    )
 
 
 async def claim_stale(
@@ -142,14 +145,15 @@ async def claim_stale(
     all among the worker's `labels` and whose dispatch no worker took (it sits in a dead worker's
     partition, Kafka is down, or the dispatch reached a worker without the labels): Postgres is
     the source of truth, the dispatch event only the fast path."""
-    encoded = orjson.dumps(dict(labels or {})).decode()
-    ids = [
-        r.id
-        for r in await session.execute(
-            _STALE_QUEUED, {"pool": pool, "older_than_s": older_than_s, "limit": limit, "labels": encoded}
-        )
-    ]
-    return await claim_many(session, ids, worker_id, lease_s, labels)
+    params = {
+        "pool": pool,
+        "older_than_s": older_than_s,
+        "limit": limit,
+        "labels": orjson.dumps(dict(labels or {})).decode(),
+        "worker_id": worker_id,
+        "lease_s": lease_s,
+    }
+    return [_claim(row) for row in await session.execute(_CLAIM_STALE, params)]
 
 
 _HEARTBEAT = text(
