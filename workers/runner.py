@@ -51,6 +51,10 @@ class RunningAttempt:
     handed_back: bool = False
     # The project's secrets for this stage, read with the claim (None: read them when it starts).
     secrets: dict[str, str] | None = None
+    # Set once the script has ended and its result is being reported: the attempt leaves the
+    # `running` state with that commit, so a heartbeat that no longer finds it is not a lost lease
+    # (were the lease truly lost, the fencing token refuses the result).
+    finishing: bool = False
 
 
 def stage_environment(claim: Claim, workspace: str) -> dict[str, str]:
@@ -192,6 +196,7 @@ class AttemptRunner:
         """Commit the rest of the log and the result, retrying while the database is unreachable,
         until done or the lease is truly lost."""
         claim = attempt.claim
+        attempt.finishing = True
         delay = 0.2
         while True:
             if attempt.lease_lost or shipper.lease_lost:

@@ -212,8 +212,8 @@ class WorkerService:
             )
         for attempt_id, attempt in snapshot.items():
             lease = held.get(attempt_id)
-            if lease is None and attempt_id not in self.running:
-                continue  # it finished while the heartbeat was in flight
+            if lease is None and (attempt_id not in self.running or attempt.finishing):
+                continue  # it finished, or its result was committed, while the heartbeat was in flight
             if lease is None:
                 # Our lease expired (we were paused or cut off): someone else may run it now.
                 log.warning(

@@ -1,0 +1,147 @@
+"""The worker service's own decisions: which dispatches it claims, and which missing leases it
+takes for lost."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from config.settings import WorkerSettings
+from db.repositories import attempts as attempts_repo
+from db.repositories import workers as workers_repo
+from db.repositories.attempts import Claim
+from events.consumer import Received
+from events.envelope import new_envelope
+from schemas.events import AttemptDispatched
+from workers.runner import RunningAttempt
+from workers.service import WorkerService
+
+
+class _ClaimTried(Exception):
+    """Raised by the fake sessions the moment a claim transaction would begin."""
+
+
+class _Sessions:
+    def __init__(self) -> None:
+        self.begun = 0
+
+    def begin(self) -> Any:
+        self.begun += 1
+        raise _ClaimTried
+
+
+def _service(tmp_path: Path) -> tuple[WorkerService, _Sessions]:
+    settings = WorkerSettings(
+        database_url="postgresql+asyncpg://nobody:nothing@127.0.0.1:1/none",
+        kafka_bootstrap_servers="127.0.0.1:1",
+        workspace_dir=str(tmp_path / "ws"),
+        git_cache_dir=str(tmp_path / "cache"),
+    )
+    service = WorkerService(settings, worker_id="w-test")
+    sessions = _Sessions()
+    service.backbone.sessions = cast(Any, sessions)
+    return service, sessions
+
+
+def _dispatch(attempt_id: uuid.UUID) -> Received:
+    payload = AttemptDispatched(
+        run_id=uuid.uuid4(),
+        stage_id=uuid.uuid4(),
+        attempt_id=attempt_id,
+        stage="build",
+        number=1,
+        pool="default",
+    )
+    return Received(new_envelope(payload, key=str(payload.run_id)), "dispatch", 0, 0)
+
+
+async def test_a_dispatch_of_an_attempt_this_worker_already_runs_opens_no_claim_transaction(
+    tmp_path: Path,
+) -> None:
+    service, sessions = _service(tmp_path)
+    attempt_id = uuid.uuid4()
+    service.running[attempt_id] = cast(RunningAttempt, object())
+    await service._on_dispatch([_dispatch(attempt_id)])
+    assert sessions.begun == 0
+
+
+async def test_a_dispatch_of_an_attempt_not_running_here_is_claimed(tmp_path: Path) -> None:
+    service, sessions = _service(tmp_path)
+    running = uuid.uuid4()
+    service.running[running] = cast(RunningAttempt, object())
+    with pytest.raises(_ClaimTried):
+        await service._on_dispatch([_dispatch(running), _dispatch(uuid.uuid4())])
+    assert sessions.begun == 1
+
+
+class _QuietSessions:
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[None]:
+        yield None
+
+
+def _running(tmp_path: Path) -> RunningAttempt:
+    claim = Claim(
+        attempt_id=uuid.uuid4(),
+        run_id=uuid.uuid4(),
+        stage_id=uuid.uuid4(),
+        stage="build",
+        number=1,
+        fencing_token=7,
+        started_at=datetime.now(UTC),
+        spec={},
+        matrix={},
+        pool="default",
+        ref="refs/heads/main",
+        sha="0" * 40,
+        variables={},
+        trigger={},
+        project_id=uuid.uuid4(),
+        project="p",
+        repo_url=str(tmp_path),
+        run_number=1,
+    )
+    return RunningAttempt(claim)
+
+
+async def _heartbeat_finding_no_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attempt: RunningAttempt
+) -> None:
+    service, _ = _service(tmp_path)
+    service.backbone.sessions = cast(Any, _QuietSessions())
+
+    async def no_lease_held(*_: object, **__: object) -> dict[uuid.UUID, attempts_repo.HeldLease]:
+        return {}
+
+    async def beat(*_: object, **__: object) -> None:
+        return None
+
+    monkeypatch.setattr(attempts_repo, "heartbeat", no_lease_held)
+    monkeypatch.setattr(workers_repo, "beat", beat)
+    service.running[attempt.claim.attempt_id] = attempt
+    await service.heartbeat_once()
+
+
+async def test_a_running_stage_whose_lease_is_gone_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempt = _running(tmp_path)
+    await _heartbeat_finding_no_lease(tmp_path, monkeypatch, attempt)
+    assert attempt.lease_lost
+    assert attempt.cancel.is_set()
+
+
+async def test_a_stage_whose_result_is_being_reported_is_not_taken_for_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempt = _running(tmp_path)
+    attempt.finishing = True
+    await _heartbeat_finding_no_lease(tmp_path, monkeypatch, attempt)
+    assert not attempt.lease_lost
+    assert not attempt.cancel.is_set()
