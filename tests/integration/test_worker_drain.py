@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,13 @@ from db.repositories import attempts as attempts_repo
 from db.repositories.attempts import Claim
 from events.envelope import Envelope
 from tests.integration.conftest import TEST_SECRET_KEY
+from tests.unit.workers.claims import a_claim
 from workers.runner import RunningAttempt
 from workers.service import WorkerService
 
 
 def _claim() -> Claim:
-    return Claim(
-        attempt_id=uuid.uuid4(),
-        run_id=uuid.uuid4(),
-        stage_id=uuid.uuid4(),
-        stage="build",
-        number=1,
-        fencing_token=1,
-        started_at=datetime.now(UTC),
-        spec={},
-        matrix={},
-        pool="drain-test",
-        ref="refs/heads/main",
-        sha="0" * 40,
-        variables={},
-        trigger={},
-        project_id=uuid.uuid4(),
-        project="p",
-        repo_url="file:///nowhere",
-        run_number=1,
-    )
+    return a_claim(pool="drain-test")
 
 
 @pytest.mark.timeout(60)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,10 +14,10 @@ import pytest
 from config.settings import WorkerSettings
 from db.repositories import attempts as attempts_repo
 from db.repositories import workers as workers_repo
-from db.repositories.attempts import Claim
 from events.consumer import Received
 from events.envelope import new_envelope
 from schemas.events import AttemptDispatched
+from tests.unit.workers.claims import a_claim
 from workers.runner import RunningAttempt
 from workers.service import WorkerService
 
@@ -87,27 +86,7 @@ class _QuietSessions:
 
 
 def _running(tmp_path: Path) -> RunningAttempt:
-    claim = Claim(
-        attempt_id=uuid.uuid4(),
-        run_id=uuid.uuid4(),
-        stage_id=uuid.uuid4(),
-        stage="build",
-        number=1,
-        fencing_token=7,
-        started_at=datetime.now(UTC),
-        spec={},
-        matrix={},
-        pool="default",
-        ref="refs/heads/main",
-        sha="0" * 40,
-        variables={},
-        trigger={},
-        project_id=uuid.uuid4(),
-        project="p",
-        repo_url=str(tmp_path),
-        run_number=1,
-    )
-    return RunningAttempt(claim)
+    return RunningAttempt(a_claim(repo_url=str(tmp_path)))
 
 
 async def _heartbeat_finding_no_lease(
