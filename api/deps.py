@@ -27,12 +27,14 @@ from db.repositories import api_tokens, auth_sessions
 from events.backbone import Backbone
 
 
-def get_settings(request: Request) -> ApiSettings:
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency
+# in a worker thread, a hop that cost more than the rest of a webhook's dependencies together.
+async def get_settings(request: Request) -> ApiSettings:
     settings: ApiSettings = request.app.state.settings
     return settings
 
 
-def get_backbone(request: Request) -> Backbone:
+async def get_backbone(request: Request) -> Backbone:
     backbone: Backbone = request.app.state.backbone
     return backbone
 
@@ -130,7 +132,7 @@ async def get_admin(principal: CurrentPrincipal) -> Principal:
 CurrentAdmin = Annotated[Principal, Depends(get_admin)]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Bodies must be JSON: anything else is a 415 (before it could become a confusing 422)."""
     has_body = request.headers.get("content-length", "0") not in ("", "0") or (
         "transfer-encoding" in request.headers
