@@ -54,6 +54,9 @@ class WorkerService:
         self.running: dict[uuid.UUID, RunningAttempt] = {}
         self._claiming = asyncio.Lock()
         self._work_waiting = asyncio.Event()
+        # Whether queued work may be waiting for a slot: a freed slot sweeps only then (a sweep
+        # that finds nothing is a transaction for nothing, and most freed slots find nothing).
+        self._backlog = True
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.consumer = EventConsumer(
@@ -88,6 +91,10 @@ class WorkerService:
             # The sweep may have taken a slot since the batch was sized: the rest of the batch stays
             # queued, and is swept up by whichever worker is free first.
             ids = list(dispatched)[: max(self._free_slots(), 0)]
+            if len(ids) < len(dispatched):
+                self._backlog = True
+            if not ids:
+                return
             async with self.backbone.sessions.begin() as session:
                 # Redelivered dispatches find their attempt claimed, finished or cancelled: not returned.
                 claims = await attempts_repo.claim_many(
@@ -99,9 +106,10 @@ class WorkerService:
     async def _claim_queued(self) -> None:
         """Claim, oldest first, attempts of this pool queued in Postgres, up to the free slots:
         woken by `NOTIFY comet_dispatch` as soon as the orchestrator's commit queues one, when a
-        slot frees up, and every `sweep_s` in case a notification was missed. Postgres is the
-        queue; the dispatch event on Kafka is a second, ordered way to the same claim. So a free
-        worker never waits behind a busy one's partitions, nor for a dead one's session timeout."""
+        slot frees up while work may be waiting for it (`_backlog`), and every `sweep_s` in case a
+        notification was missed. Postgres is the queue; the dispatch event on Kafka is a second,
+        ordered way to the same claim. So a free worker never waits behind a busy one's
+        partitions, nor for a dead one's session timeout."""
         while True:
             # asyncio.timeout, not wait_for: under 3.11 wait_for can swallow the task's own
             # cancellation when the event is set at the same moment (the worker then never stops).
@@ -110,9 +118,11 @@ class WorkerService:
                     await self._work_waiting.wait()
             self._work_waiting.clear()
             if self._free_slots() <= 0:
+                self._backlog = True  # woken for work there is no slot for: look when one frees up
                 continue
             try:
                 async with self._claiming:
+                    limit = self._free_slots()
                     async with self.backbone.sessions.begin() as session:
                         claims = await attempts_repo.claim_stale(
                             session,
@@ -120,16 +130,18 @@ class WorkerService:
                             self.worker_id,
                             self.settings.lease_s,
                             older_than_s=self.settings.stale_dispatch_s,
-                            limit=self._free_slots(),
+                            limit=limit,
                             labels=self.settings.labels,
                         )
                         attempts = await self._record_starts(session, claims, {})
                     self._start(attempts)
             except Exception as exc:
                 log.warning("claiming queued attempts failed", error=repr(exc))
+                self._backlog = True
                 continue
-            if claims and self._free_slots() > 0:
-                self._work_waiting.set()  # there may be more
+            # Fewer than the free slots: nothing else is queued for this worker now, and work queued
+            # later wakes it by NOTIFY (or the next `sweep_s`).
+            self._backlog = len(claims) >= limit
 
     def _on_dispatch_notice(self, pool: str) -> None:
         if pool == self.settings.pool:
@@ -187,7 +199,12 @@ class WorkerService:
         finally:
             self.running.pop(attempt.claim.attempt_id, None)
             self.consumer.capacity_changed()
-            self._work_waiting.set()  # a slot is free: take what waits
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        """A slot is free: take what waits, if anything may."""
+        if self._backlog:
+            self._work_waiting.set()
 
     async def _heartbeats(self) -> None:
         while True:

@@ -124,3 +124,23 @@ async def test_a_stage_whose_result_is_being_reported_is_not_taken_for_lost(
     await _heartbeat_finding_no_lease(tmp_path, monkeypatch, attempt)
     assert not attempt.lease_lost
     assert not attempt.cancel.is_set()
+
+
+def test_a_freed_slot_sweeps_only_while_work_may_be_waiting(tmp_path: Path) -> None:
+    service, _ = _service(tmp_path)
+    service._backlog = False
+    service._slot_freed()
+    assert not service._work_waiting.is_set()
+    service._backlog = True
+    service._slot_freed()
+    assert service._work_waiting.is_set()
+
+
+async def test_a_dispatch_with_no_free_slot_opens_no_transaction_and_leaves_a_backlog(tmp_path: Path) -> None:
+    service, sessions = _service(tmp_path)
+    service._backlog = False
+    for _ in range(service.settings.concurrency):
+        service.running[uuid.uuid4()] = _running(tmp_path)
+    await service._on_dispatch([_dispatch(uuid.uuid4())])
+    assert sessions.begun == 0
+    assert service._backlog
