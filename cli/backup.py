@@ -78,7 +78,8 @@ def libpq_args(database_url: str) -> tuple[list[str], dict[str, str]]:
 
 
 def _run(argv: list[str], env: dict[str, str], what: str) -> None:
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    # errors="replace": pg_restore quotes the statement that failed, bytes of a corrupted dump included.
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, errors="replace", check=False)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         first = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "")
