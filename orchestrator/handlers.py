@@ -20,8 +20,9 @@ from db.models import Project
 from db.repositories import concurrency as concurrency_repo
 from db.repositories import deployments as deployments_repo
 from db.repositories import run_state
+from db.repositories.projects import repo_urls
 from db.repositories.test_timings import recorded_durations
-from db.repositories.webhooks import get_delivery
+from db.repositories.webhooks import get_deliveries
 from events.consumer import Received
 from events.envelope import Envelope, new_envelope
 from events.inbox import claim_new
@@ -418,15 +419,18 @@ class RunEngine:
         plans: dict[uuid.UUID, DeliveryPlan] = {}
         if not received:
             return plans
-        # One read-only session for the batch's lookups; git I/O happens outside any transaction.
+        # One read-only session and two queries for the batch's lookups; git I/O happens outside
+        # any transaction.
+        payloads = [(event_id, p) for event_id, p in received if isinstance(p, WebhookReceived)]
         loaded = []
         async with self._sessions() as session:
-            for event_id, payload in received:
-                assert isinstance(payload, WebhookReceived)
-                delivery = await get_delivery(session, payload.delivery_row_id)
-                project = None if delivery is None else await session.get(Project, payload.project_id)
-                if delivery is not None and project is not None:
-                    loaded.append((event_id, delivery, project.repo_url, payload.forced, payload.replay_id))
+            deliveries = await get_deliveries(session, [p.delivery_row_id for _, p in payloads])
+            repos = await repo_urls(session, {p.project_id for _, p in payloads})
+            for event_id, payload in payloads:
+                delivery = deliveries.get(payload.delivery_row_id)
+                repo_url = repos.get(payload.project_id)
+                if delivery is not None and repo_url is not None:
+                    loaded.append((event_id, delivery, repo_url, payload.forced, payload.replay_id))
         for event_id, delivery, repo_url, forced, replay_id in loaded:
             plans[event_id] = await plan_delivery(
                 self._definitions, delivery, repo_url, forced=forced, replay_id=replay_id

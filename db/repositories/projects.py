@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +81,14 @@ async def create_project(
     secret = await add_webhook_secret(session, box, project.id)
     await session.flush()
     return project, secret
+
+
+async def repo_urls(session: AsyncSession, project_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The repository URL of each of `project_ids` that exists, in one query."""
+    if not project_ids:
+        return {}
+    rows = await session.execute(select(Project.id, Project.repo_url).where(Project.id.in_(set(project_ids))))
+    return {row.id: row.repo_url for row in rows}
 
 
 async def add_webhook_secret(session: AsyncSession, box: SecretBox, project_id: uuid.UUID) -> str:

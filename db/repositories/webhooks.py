@@ -8,7 +8,7 @@ never a header that carries a secret.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -172,6 +172,16 @@ async def get_delivery(
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.scalars(stmt)).first()
+
+
+async def get_deliveries(
+    session: AsyncSession, row_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, WebhookDelivery]:
+    """The deliveries of `row_ids` that exist, by id, in one query."""
+    if not row_ids:
+        return {}
+    rows = await session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(set(row_ids))))
+    return {d.id: d for d in rows}
 
 
 async def list_deliveries(
