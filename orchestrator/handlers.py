@@ -411,17 +411,17 @@ class RunEngine:
 
     async def _plan_deliveries(self, batch: list[Received]) -> dict[uuid.UUID, DeliveryPlan]:
         """Turn webhook deliveries into runs to create (git I/O, before the transaction)."""
-        received = [
-            (r.envelope.event_id, r.envelope.typed())
+        payloads = [
+            (r.envelope.event_id, payload)
             for r in batch
             if r.envelope.type == WebhookReceived.TYPE
+            and isinstance(payload := r.envelope.typed(), WebhookReceived)
         ]
         plans: dict[uuid.UUID, DeliveryPlan] = {}
-        if not received:
+        if not payloads:
             return plans
         # One read-only session and two queries for the batch's lookups; git I/O happens outside
         # any transaction.
-        payloads = [(event_id, p) for event_id, p in received if isinstance(p, WebhookReceived)]
         loaded = []
         async with self._sessions() as session:
             deliveries = await get_deliveries(session, [p.delivery_row_id for _, p in payloads])

@@ -77,7 +77,8 @@ class WorkerService:
 
     async def _on_dispatch(self, batch: list[Received]) -> None:
         """Claim the dispatched attempts in one transaction, with their `attempt.started` events,
-        then run each in a task of its own. The batch never exceeds the free slots."""
+        then run each in a task of its own. The consumer sizes batches to the free slots; what no
+        longer fits when the claim comes is left queued, for the next sweep (`_backlog`)."""
         dispatched: dict[uuid.UUID, Envelope] = {}
         for received in batch:
             payload = received.envelope.typed()
@@ -117,30 +118,33 @@ class WorkerService:
                 async with asyncio.timeout(self.settings.sweep_s):
                     await self._work_waiting.wait()
             self._work_waiting.clear()
-            if self._free_slots() <= 0:
-                self._backlog = True  # woken for work there is no slot for: look when one frees up
-                continue
             try:
-                async with self._claiming:
-                    limit = self._free_slots()
-                    async with self.backbone.sessions.begin() as session:
-                        claims = await attempts_repo.claim_stale(
-                            session,
-                            self.settings.pool,
-                            self.worker_id,
-                            self.settings.lease_s,
-                            older_than_s=self.settings.stale_dispatch_s,
-                            limit=limit,
-                            labels=self.settings.labels,
-                        )
-                        attempts = await self._record_starts(session, claims, {})
-                    self._start(attempts)
+                await self._sweep_once()
             except Exception as exc:
                 log.warning("claiming queued attempts failed", error=repr(exc))
                 self._backlog = True
-                continue
-            # Fewer than the free slots: nothing else is queued for this worker now, and work queued
-            # later wakes it by NOTIFY (or the next `sweep_s`).
+
+    async def _sweep_once(self) -> None:
+        """One sweep: claim up to the free slots, and note whether more may be waiting."""
+        async with self._claiming:
+            limit = self._free_slots()
+            if limit <= 0:
+                self._backlog = True  # woken for work there is no slot for: look when one frees up
+                return
+            async with self.backbone.sessions.begin() as session:
+                claims = await attempts_repo.claim_stale(
+                    session,
+                    self.settings.pool,
+                    self.worker_id,
+                    self.settings.lease_s,
+                    older_than_s=self.settings.stale_dispatch_s,
+                    limit=limit,
+                    labels=self.settings.labels,
+                )
+                attempts = await self._record_starts(session, claims, {})
+            self._start(attempts)
+            # Fewer than the free slots: nothing else is queued for this worker now, and work
+            # queued later wakes it by NOTIFY (or the next `sweep_s`).
             self._backlog = len(claims) >= limit
 
     def _on_dispatch_notice(self, pool: str) -> None:

@@ -58,7 +58,6 @@ class IntakeTarget:
     """The project a delivery names, with every secret that may have signed it."""
 
     id: uuid.UUID
-    repo_url: str
     keys: VerificationKeys
 
 
@@ -67,7 +66,7 @@ class IntakeTarget:
 # them (index ix_projects_provider_repo_lower).
 _INTAKE_TARGET = text(
     """
-    SELECT p.id, p.repo_url, s.ciphertext, s.token_sha256
+    SELECT p.id, s.ciphertext, s.token_sha256
       FROM projects p
       LEFT JOIN webhook_secrets s
         ON s.project_id = p.id AND (s.expires_at IS NULL OR s.expires_at > :now)
@@ -89,7 +88,6 @@ async def intake_target(
     mine = [r for r in rows if r.id == project_id and r.ciphertext is not None]
     return IntakeTarget(
         project_id,
-        rows[0].repo_url,
         VerificationKeys(
             [box.decrypt(r.ciphertext, context=project_id.bytes) for r in mine],
             [r.token_sha256 for r in mine],

@@ -55,7 +55,6 @@ async def test_the_target_holds_the_current_and_overlapping_secrets_but_not_an_e
         target = await intake_target(session, BOX, "github", repo.lower(), now)
     assert target is not None
     assert target.id == project_id
-    assert target.repo_url == f"https://github.com/{repo}.git"
     assert sorted(target.keys.hmac_secrets) == [b"current", b"previous"]
     assert sorted(target.keys.token_sha256s) == sorted(
         hashlib.sha256(v).hexdigest() for v in (b"current", b"previous")

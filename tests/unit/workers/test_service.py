@@ -1,5 +1,5 @@
-"""The worker service's own decisions: which dispatches it claims, and which missing leases it
-takes for lost."""
+"""The worker service's own decisions: which dispatches it claims, when it sweeps the queue, and
+which missing leases it takes for lost."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from config.settings import WorkerSettings
 from db.repositories import attempts as attempts_repo
 from db.repositories import workers as workers_repo
+from db.repositories.attempts import Claim
 from events.consumer import Received
 from events.envelope import new_envelope
 from schemas.events import AttemptDispatched
@@ -143,4 +144,54 @@ async def test_a_dispatch_with_no_free_slot_opens_no_transaction_and_leaves_a_ba
         service.running[uuid.uuid4()] = _running(tmp_path)
     await service._on_dispatch([_dispatch(uuid.uuid4())])
     assert sessions.begun == 0
+    assert service._backlog
+
+
+async def _sweep_finding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queued: int, *, busy: int | None = 0
+) -> tuple[WorkerService, list[int]]:
+    """One sweep by a worker with `busy` of its slots taken (None: all), when `queued` attempts
+    wait for it; also the limits the sweep asked Postgres for."""
+    service, _ = _service(tmp_path)
+    service.backbone.sessions = cast(Any, _QuietSessions())
+    service._backlog = not service._backlog  # whatever it was, the sweep decides
+    for _ in range(service.settings.concurrency if busy is None else busy):
+        service.running[uuid.uuid4()] = _running(tmp_path)
+    asked: list[int] = []
+
+    async def claim_stale(*_: object, limit: int, **__: object) -> list[Claim]:
+        asked.append(limit)
+        return [a_claim() for _ in range(min(queued, limit))]
+
+    async def record_starts(_: object, claims: list[Claim], __: object) -> list[RunningAttempt]:
+        return [RunningAttempt(c) for c in claims]
+
+    monkeypatch.setattr(attempts_repo, "claim_stale", claim_stale)
+    monkeypatch.setattr(service, "_record_starts", record_starts)
+    monkeypatch.setattr(service, "_start", lambda attempts: None)
+    await service._sweep_once()
+    return service, asked
+
+
+async def test_a_sweep_that_fills_every_free_slot_expects_more_work_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, asked = await _sweep_finding(tmp_path, monkeypatch, queued=10, busy=1)
+    assert asked == [service.settings.concurrency - 1]
+    assert service._backlog
+
+
+async def test_a_sweep_that_finds_fewer_than_its_free_slots_expects_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, asked = await _sweep_finding(tmp_path, monkeypatch, queued=1)
+    assert asked == [service.settings.concurrency]
+    assert not service._backlog
+
+
+async def test_a_sweep_with_no_free_slot_asks_postgres_nothing_and_expects_work_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, asked = await _sweep_finding(tmp_path, monkeypatch, queued=3, busy=None)
+    assert asked == []
     assert service._backlog
